@@ -1,0 +1,54 @@
+"""What the response side needs to know about the request it answers.
+
+The request translator builds one ``TranslationContext`` per exchange; the stream and
+non-stream translators read it to undo what the request side did to tool names (namespaces
+flattened, freeform tools wrapped in a one-string-parameter function) and to echo the request's
+parameters in the Response object, as OpenAI's own API does.
+
+It is plain data (frozen, JSON-friendly values), so the addon can keep it in flow metadata and
+a state store can persist it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOrigin:
+    """How the client declared a tool that the upstream knows under another name.
+
+    ``name`` and ``namespace`` are the client's (Codex must get ``function_call{name,
+    namespace}`` back for MCP tools: codex-contract.md §6). ``freeform`` marks a ``custom``
+    tool: the upstream sees a function with the single string parameter ``input_param``, and the
+    call goes back to the client as a ``custom_tool_call`` whose ``input`` is that string.
+    """
+
+    name: str
+    namespace: str | None = None
+    freeform: bool = False
+    input_param: str = "input"
+
+
+@dataclass(frozen=True, slots=True)
+class TranslationContext:
+    """Per-exchange facts shared by the request and response translators.
+
+    tools:          upstream function name -> the client's declaration. Names absent from the
+                    map are passed through as plain function calls.
+    response_echo:  the request parameters a Response object repeats (``instructions``,
+                    ``tools`` as the client sent them, ``tool_choice``, ``parallel_tool_calls``,
+                    ``reasoning``, ``text``, ``max_output_tokens``, ``temperature``, ``top_p``,
+                    ``metadata``, ``previous_response_id``, ``store``, ...): JSON-ready values.
+    call_ids:       upstream tool-call id -> client call_id, for providers whose ids are not
+                    valid Responses call ids (Kimi's ``functions.name:0``). Filled by the
+                    response side; the request side maps back with the same rule.
+    """
+
+    client_model: str
+    upstream_model: str
+    tools: Mapping[str, ToolOrigin] = field(default_factory=dict)
+    response_echo: Mapping[str, Any] = field(default_factory=dict)
+    stream: bool = True

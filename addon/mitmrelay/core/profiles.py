@@ -1,0 +1,53 @@
+"""Provider profiles: every difference between Chat Completions upstreams, as data.
+
+The translators read switches from a ``Profile``; they never test a provider's name
+(STYLE.md §2.6). A new provider is a new ``PROFILES`` row plus fixtures, and each quirk's
+comment names the provider and what was observed (providers.md §2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ReasoningReplay = Literal["reasoning_content", "reasoning", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Switches for one provider family. The defaults describe a plain OpenAI-style server.
+
+    merge_system_messages:   join every system message into one (for servers that accept a
+                             single system message); by default all are kept, in order.
+    max_tokens_field:        the name the upstream reads the output bound from.
+    accepts_reasoning_effort / accepts_stream_options / accepts_parallel_tool_calls /
+    accepts_tool_choice:     whether those request fields may be sent at all.
+    reasoning_replay:        the assistant-message field that carries reasoning back upstream,
+                             or "none" to strip it (Groq rejects ``reasoning_content``).
+    reasoning_placeholder:   text sent as reasoning on an assistant tool-call message when none
+                             survives, for providers that demand it (DeepSeek, Kimi); None = never.
+    max_tool_name_len:       longer flattened tool names are shortened with a stable hash.
+    think_tags:              split ``<think>…</think>`` out of content (vLLM without a parser).
+    extra_body:              fields merged into every Chat request (e.g. ``thinking``).
+    drop_params:             Chat request fields never to send.
+    """
+
+    name: str = "generic"
+    merge_system_messages: bool = False
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    accepts_reasoning_effort: bool = True
+    accepts_stream_options: bool = True
+    accepts_parallel_tool_calls: bool = True
+    accepts_tool_choice: bool = True
+    reasoning_replay: ReasoningReplay = "reasoning_content"
+    reasoning_placeholder: str | None = None
+    max_tool_name_len: int = 64
+    think_tags: bool = True
+    extra_body: Mapping[str, object] = field(default_factory=dict)
+    drop_params: frozenset[str] = frozenset()
+
+
+GENERIC = Profile()
+
+PROFILES: Mapping[str, Profile] = {GENERIC.name: GENERIC}

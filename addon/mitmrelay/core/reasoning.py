@@ -1,0 +1,49 @@
+"""The upstream's reasoning, as it travels from one turn to the next.
+
+Thinking models (DeepSeek, Kimi, GLM, Qwen) reject a tool loop whose assistant messages lack
+the ``reasoning_content`` they produced (providers.md §1.2). Codex replays every reasoning item
+verbatim on every call, ``encrypted_content`` included, even after ``codex exec resume``
+(codex-contract.md §7.3), so the reasoning can travel inside the item itself.
+
+This module holds the payload and the seam:
+
+- the stream translator builds a ``ReasoningPayload`` for each reasoning item it finishes and
+  asks a ``ReasoningCarrier`` for the item's ``encrypted_content``;
+- the request translator asks the carrier to open the ``encrypted_content`` it finds on a
+  replayed reasoning item, and falls back to the item's readable text.
+
+Without a carrier (``carrier=None``) no ``encrypted_content`` is emitted and the readable text
+(summary or ``reasoning_text``) is all that comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningPayload:
+    """Everything a provider needs back to accept the next turn of a tool loop.
+
+    text:        the upstream's ``reasoning_content`` / ``reasoning`` text, verbatim.
+    details:     OpenRouter/MiniMax ``reasoning_details`` blocks, verbatim (may be encrypted).
+    signatures:  call_id -> Gemini ``thought_signature`` (``extra_content.google``).
+    call_ids:    the tool calls this reasoning preceded, in order.
+    """
+
+    text: str = ""
+    details: tuple[Mapping[str, Any], ...] = ()
+    signatures: Mapping[str, str] = field(default_factory=dict)
+    call_ids: tuple[str, ...] = ()
+
+
+class ReasoningCarrier(Protocol):
+    """Seals a payload into an opaque ``encrypted_content`` string and opens it again."""
+
+    def seal(self, payload: ReasoningPayload) -> str: ...
+
+    def open(self, blob: str) -> ReasoningPayload | None:
+        """The payload, or None for a blob this carrier did not make or that was altered."""
+        ...

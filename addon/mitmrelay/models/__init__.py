@@ -1,0 +1,1 @@
+"""Pydantic wire models, used at the boundaries only (never per streamed chunk)."""
