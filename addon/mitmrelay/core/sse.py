@@ -1,0 +1,132 @@
+"""Server-sent events: an incremental, bounded decoder and the Responses event encoder.
+
+Strategy (after openai-python's ``_SSELineDecoder`` and the WHATWG event-stream rules,
+https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation):
+
+- bytes are split into lines *before* they are decoded, so a UTF-8 character cut across two
+  chunks survives, and so does a U+2028 inside JSON (``str.splitlines`` would break it);
+- a line ends at CR, LF or CRLF; a CRLF pair cut between two chunks counts once;
+- ``data`` lines of one event are joined with ``\\n``; an empty line dispatches the event;
+  lines starting with ``:`` are comments (``: keepalive``) and are skipped;
+- the input is untrusted: one event may not exceed ``MAX_SSE_EVENT_BYTES``.
+
+Invariant: the events returned do not depend on how the input was chunked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UpstreamProtocolError
+
+# A single upstream event above this is a broken or hostile stream, not a big answer: tool
+# arguments and reasoning arrive as many small deltas. Failing beats buffering without bound.
+MAX_SSE_EVENT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    event: str | None
+    data: str
+
+
+class SSEDecoder:
+    """Feed bytes, get complete events. ``close()`` flushes an event left without a blank line.
+
+    Raises ``UpstreamProtocolError`` when one event grows beyond ``max_event_bytes``.
+    """
+
+    def __init__(self, max_event_bytes: int = MAX_SSE_EVENT_BYTES) -> None:
+        self._max = max_event_bytes
+        self._buf = bytearray()  # the current, unfinished line
+        self._skip_lf = False  # the previous chunk ended with CR: a leading LF belongs to it
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._event_bytes = 0
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        out: list[ServerSentEvent] = []
+        if not chunk:
+            return out
+        start = 0
+        if self._skip_lf:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                start = 1
+        n = len(chunk)
+        while start < n:
+            cr = chunk.find(b"\r", start)
+            lf = chunk.find(b"\n", start)
+            if cr == -1 and lf == -1:
+                self._buf += chunk[start:]
+                self._check_size()
+                break
+            if cr == -1 or (lf != -1 and lf < cr):
+                end, nxt = lf, lf + 1
+            elif cr + 1 < n:
+                end, nxt = cr, cr + 2 if chunk[cr + 1 : cr + 2] == b"\n" else cr + 1
+            else:  # CR is the chunk's last byte: an LF may follow in the next chunk
+                end, nxt = cr, cr + 1
+                self._skip_lf = True
+            if self._buf:
+                self._buf += chunk[start:end]
+                line = bytes(self._buf)
+                self._buf.clear()
+            else:
+                line = chunk[start:end]
+            self._line(line, out)
+            start = nxt
+        return out
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of input: a last event without its blank line (synthetic.new's final
+        ``data: [DONE]``, MetaFARS/codex-relay#31) is still delivered."""
+        out: list[ServerSentEvent] = []
+        if self._buf:
+            line = bytes(self._buf)
+            self._buf.clear()
+            self._line(line, out)
+        self._line(b"", out)
+        return out
+
+    def _check_size(self) -> None:
+        if self._event_bytes + len(self._buf) > self._max:
+            raise UpstreamProtocolError(
+                f"upstream SSE event exceeds {self._max} bytes", code="upstream_event_too_large"
+            )
+
+    def _line(self, raw: bytes, out: list[ServerSentEvent]) -> None:
+        if not raw:
+            if self._data:
+                out.append(ServerSentEvent(self._event, "\n".join(self._data)))
+            self._event, self._data, self._event_bytes = None, [], 0
+            return
+        if raw[:1] == b":":
+            return
+        self._event_bytes += len(raw)
+        self._check_size()
+        line = raw.decode("utf-8", errors="replace")
+        field, sep, value = line.partition(":")
+        if sep and value[:1] == " ":
+            value = value[1:]
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        # "id" and "retry" carry nothing for us; unknown fields are ignored per the spec.
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """One Responses event as SSE. Codex dispatches on the JSON ``type``; the ``event:`` line
+    repeats it for other clients (codex-contract.md §7.1)."""
+    return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), _dumps(event).encode())
+
+
+def encode_comment(text: str = "keepalive") -> bytes:
+    """An SSE comment: ignored by every client, but it keeps idle timers from firing."""
+    return b": %s\n\n" % text.encode()

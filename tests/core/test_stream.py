@@ -1,0 +1,426 @@
+"""StreamTranslator: each rule of core/stream.py, provider shapes, fail-closed cases."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from chat_streams import DONE, call, chunk, events, run, terminal, text_stream, types, usage
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mitmrelay.core.reasoning import ReasoningPayload
+
+PATCH = '*** Begin Patch\n*** Add File: a.txt\n+héllo "q" \\ 😀\n*** End Patch\n'
+
+PATCH_ARGS = json.dumps({"input": PATCH})
+OPENROUTER_ERROR = (
+    b'data: {"error":{"code":502,"message":"provider died"},'
+    b'"choices":[{"index":0,"delta":{},"finish_reason":"error"}]}\n\n'
+)
+
+
+def _pieces(text: str, size: int = 5) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+SCENARIOS: dict[str, bytes] = {
+    "text": text_stream("Hel", "lo ", "wörld"),
+    "deepseek_reasoning_then_call": (
+        chunk({"role": "assistant", "reasoning_content": "I should "})
+        + chunk({"reasoning_content": "list files."})
+        + chunk({"tool_calls": [call(0, "call_1", "exec_command", "")]})
+        + chunk({"tool_calls": [call(0, args='{"cmd": ')]})
+        + chunk({"tool_calls": [call(0, args='"ls -la"}')]})
+        + chunk(finish="tool_calls")
+        + usage(50, 10, prompt_cache_hit_tokens=30)
+        + DONE
+    ),
+    "openrouter_reasoning_details": (
+        chunk(
+            {
+                "reasoning": "plan",
+                "reasoning_details": [{"type": "reasoning.text", "text": "plan", "format": "x"}],
+            }
+        )
+        + chunk({"reasoning_details": [{"type": "reasoning.encrypted", "data": "opaque=="}]})
+        + chunk({"content": "answer"})
+        + chunk(finish="stop")
+        + usage(
+            prompt_tokens_details={"cached_tokens": 7},
+            completion_tokens_details={"reasoning_tokens": 3},
+        )
+        + DONE
+    ),
+    "vllm_think_tags": text_stream("<thi", "nk>deep ", "thought</th", "ink>visible <b>"),
+    "parallel_calls": (
+        chunk({"tool_calls": [call(0, "call_a", "exec_command", '{"cmd":"a"}')]})
+        + chunk({"tool_calls": [call(1, "call_b", "exec_command", '{"cmd":"b"}')]})
+        + chunk(finish="tool_calls")
+        + usage()
+        + DONE
+    ),
+    "vllm_two_calls_on_index_0": (
+        chunk({"tool_calls": [call(0, "call_a", "exec_command", '{"cmd":"a"}')]})
+        + chunk({"tool_calls": [call(0, "call_b", "exec_command", '{"cmd":"b"}')]})
+        + chunk(finish="tool_calls")
+        + usage()
+        + DONE
+    ),
+    "gemini_no_index_stop": (
+        chunk(
+            {
+                "tool_calls": [
+                    call(
+                        None,
+                        "g1",
+                        "exec_command",
+                        '{"cmd":"pwd"}',
+                        extra_content={"google": {"thought_signature": "sig=="}},
+                    )
+                ]
+            }
+        )
+        + chunk(finish="stop")
+        + usage()
+        + DONE
+    ),
+    "kimi_ids_usage_in_choice": (
+        chunk({"reasoning_content": "hmm"})
+        + chunk({"tool_calls": [call(0, "functions.exec_command:0", "exec_command", "{}")]})
+        + b"data: "
+        + json.dumps(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {},
+                        "finish_reason": "tool_calls",
+                        "usage": {
+                            "prompt_tokens": 9,
+                            "completion_tokens": 4,
+                            "total_tokens": 13,
+                            "cached_tokens": 2,
+                        },
+                    }
+                ]
+            }
+        ).encode()
+        + b"\n\n"
+        + DONE
+    ),
+    "freeform_apply_patch": (
+        chunk({"tool_calls": [call(0, "call_p", "apply_patch", "")]})
+        + b"".join(chunk({"tool_calls": [call(0, args=piece)]}) for piece in _pieces(PATCH_ARGS))
+        + chunk(finish="tool_calls")
+        + usage()
+        + DONE
+    ),
+    "namespaced_mcp_call": (
+        chunk({"tool_calls": [call(0, "call_m", "mcp__demo__echo_tool", '{"text":"hi"}')]})
+        + chunk(finish="tool_calls")
+        + usage()
+        + DONE
+    ),
+    "length": text_stream("partial", finish="length"),
+    "content_filter": text_stream("nope", finish="content_filter"),
+    "done_without_newline": chunk({"content": "ok"}) + chunk(finish="stop") + b"data: [DONE]",
+    "crlf_and_comments": (
+        b": keepalive\r\n\r\n"
+        + chunk({"content": "a"}).replace(b"\n", b"\r\n")
+        + chunk(finish="stop")
+        + DONE
+    ),
+    "error_chunk": chunk({"content": "par"}) + OPENROUTER_ERROR,
+    "cut_without_finish": chunk({"content": "half"}),
+    "invalid_json": chunk({"content": "a"}) + b"data: {not json\n\n",
+    "call_without_name": chunk({"tool_calls": [call(0, "c1", None, "{}")]})
+    + chunk(finish="tool_calls")
+    + DONE,
+    "invalid_arguments": chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd": ')]})
+    + chunk(finish="tool_calls")
+    + DONE,
+    "length_cuts_a_call": (
+        chunk({"content": "x"})
+        + chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd": "l')]})
+        + chunk(finish="length")
+        + DONE
+    ),
+}
+
+
+def test_text_lifecycle_is_openais_order():
+    out = run(SCENARIOS["text"])
+    assert types(out) == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    evs = events(out)
+    assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
+    assert all(e["logprobs"] == [] for e in evs if e["type"] == "response.output_text.delta")
+    done = terminal(out)["response"]
+    assert done["output"][0]["content"][0]["text"] == "Hello wörld"
+    assert done["usage"] == {
+        "input_tokens": 100,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 20,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 120,
+    }
+
+
+def test_completed_output_equals_the_items_done():
+    for name in (
+        "text",
+        "deepseek_reasoning_then_call",
+        "parallel_calls",
+        "freeform_apply_patch",
+        "openrouter_reasoning_details",
+    ):
+        evs = events(run(SCENARIOS[name]))
+        done_items = [e["item"] for e in evs if e["type"] == "response.output_item.done"]
+        assert evs[-1]["response"]["output"] == done_items, name
+
+
+def test_arguments_stream_live_not_batched():
+    evs = events(run(SCENARIOS["deepseek_reasoning_then_call"]))
+    deltas = [e["delta"] for e in evs if e["type"] == "response.function_call_arguments.delta"]
+    assert deltas == ['{"cmd": ', '"ls -la"}']
+    added = next(
+        e
+        for e in evs
+        if e["type"] == "response.output_item.added" and e["item"]["type"] == "function_call"
+    )
+    assert added["item"]["name"] == "exec_command" and added["item"]["call_id"] == "call_1"
+    # added comes before the first argument delta: the UI sees the call start at once
+    assert evs.index(added) < next(
+        i for i, e in enumerate(evs) if e["type"] == "response.function_call_arguments.delta"
+    )
+
+
+def test_reasoning_is_a_summary_item_before_the_call_with_cached_tokens():
+    done = terminal(run(SCENARIOS["deepseek_reasoning_then_call"]))["response"]
+    rs, fc = done["output"]
+    assert rs["type"] == "reasoning"
+    assert rs["summary"] == [{"type": "summary_text", "text": "I should list files."}]
+    assert fc["arguments"] == '{"cmd": "ls -la"}'
+    assert done["usage"]["input_tokens_details"]["cached_tokens"] == 30
+
+
+def test_raw_and_hidden_reasoning_modes():
+    raw = events(run(SCENARIOS["deepseek_reasoning_then_call"], reasoning_mode="raw"))
+    assert [e["delta"] for e in raw if e["type"] == "response.reasoning_text.delta"] == [
+        "I should ",
+        "list files.",
+    ]
+    hidden = events(run(SCENARIOS["deepseek_reasoning_then_call"], reasoning_mode="hidden"))
+    assert not [e for e in hidden if "reasoning" in e["type"] and "delta" in e["type"]]
+    item = hidden[-1]["response"]["output"][0]
+    assert item["summary"] == [] and item["content"][0]["text"] == "I should list files."
+
+
+def test_openrouter_reasoning_and_details_and_usage_details():
+    done = terminal(run(SCENARIOS["openrouter_reasoning_details"]))["response"]
+    assert done["output"][0]["summary"][0]["text"] == "plan"
+    assert done["output"][1]["content"][0]["text"] == "answer"
+    assert done["usage"]["input_tokens_details"]["cached_tokens"] == 7
+    assert done["usage"]["output_tokens_details"]["reasoning_tokens"] == 3
+
+
+def test_think_tags_are_split_out_across_chunks():
+    done = terminal(run(SCENARIOS["vllm_think_tags"], step=3))["response"]
+    assert done["output"][0]["summary"][0]["text"] == "deep thought"
+    assert done["output"][1]["content"][0]["text"] == "visible <b>"
+
+
+def test_parallel_and_same_index_calls_are_separate_items():
+    for name in ("parallel_calls", "vllm_two_calls_on_index_0"):
+        out = terminal(run(SCENARIOS[name]))["response"]["output"]
+        assert [(i["call_id"], i["arguments"]) for i in out] == [
+            ("call_a", '{"cmd":"a"}'),
+            ("call_b", '{"cmd":"b"}'),
+        ], name
+
+
+def test_gemini_call_without_index_and_stop_is_a_call():
+    out = terminal(run(SCENARIOS["gemini_no_index_stop"]))
+    assert out["type"] == "response.completed"
+    assert out["response"]["output"][0]["name"] == "exec_command"
+
+
+def test_kimi_ids_are_normalised_and_usage_read_from_the_choice():
+    done = terminal(run(SCENARIOS["kimi_ids_usage_in_choice"]))["response"]
+    call_id = done["output"][1]["call_id"]
+    assert call_id == "call_functions_exec_command_0"
+    assert done["usage"]["input_tokens"] == 9
+    assert done["usage"]["input_tokens_details"]["cached_tokens"] == 2
+
+
+def test_freeform_call_is_a_custom_tool_call_streamed_incrementally():
+    evs = events(run(SCENARIOS["freeform_apply_patch"]))
+    deltas = [e["delta"] for e in evs if e["type"] == "response.custom_tool_call_input.delta"]
+    assert len(deltas) > 5 and "".join(deltas) == PATCH
+    item = evs[-1]["response"]["output"][0]
+    assert item == {
+        "id": item["id"],
+        "type": "custom_tool_call",
+        "status": "completed",
+        "call_id": "call_p",
+        "name": "apply_patch",
+        "input": PATCH,
+    }
+
+
+def test_namespaced_call_is_restored():
+    item = terminal(run(SCENARIOS["namespaced_mcp_call"]))["response"]["output"][0]
+    assert (item["name"], item["namespace"]) == ("echo_tool", "mcp__demo")
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "detail"),
+    [
+        ("length", "incomplete", {"reason": "max_output_tokens"}),
+        ("content_filter", "incomplete", {"reason": "content_filter"}),
+        ("length_cuts_a_call", "incomplete", {"reason": "max_output_tokens"}),
+    ],
+)
+def test_incomplete(name, status, detail):
+    out = terminal(run(SCENARIOS[name]))
+    assert out["type"] == f"response.{status}"
+    assert out["response"]["incomplete_details"] == detail
+    # the half-written call never gets an output_item.done
+    assert all(i["type"] == "message" for i in out["response"]["output"])
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("error_chunk", "server_error"),
+        ("cut_without_finish", "upstream_stream_incomplete"),
+        ("invalid_json", "upstream_invalid_json"),
+        ("call_without_name", "invalid_tool_call"),
+        ("invalid_arguments", "invalid_tool_call"),
+    ],
+)
+def test_fail_closed(name, code):
+    out = run(SCENARIOS[name])
+    last = terminal(out)
+    assert last["type"] == "response.failed"
+    assert last["response"]["error"]["code"] == "server_error"  # retried by Codex
+    assert last["response"]["error"]["message"].startswith(code if code != "server_error" else "")
+    assert "response.completed" not in types(out)
+    # nothing half-built was ever recorded
+    assert not [
+        e
+        for e in events(out)
+        if e["type"] == "response.output_item.done" and e["item"]["type"] != "reasoning"
+    ]
+
+
+def test_error_chunk_mentions_the_upstream_message():
+    last = terminal(run(SCENARIOS["error_chunk"]))
+    assert "provider died" in last["response"]["error"]["message"]
+
+
+def test_tolerant_framing():
+    assert terminal(run(SCENARIOS["done_without_newline"]))["type"] == "response.completed"
+    assert terminal(run(SCENARIOS["crlf_and_comments"]))["type"] == "response.completed"
+
+
+def test_exactly_one_terminal_event_and_nothing_after():
+    from chat_streams import translator
+
+    t = translator()
+    out = t.feed(SCENARIOS["text"]) + t.finish() + t.fail("x", "y") + t.feed(b"data: {}\n\n")
+    assert sum(ty.startswith(("response.completed", "response.failed")) for ty in types(out)) == 1
+
+
+def test_fail_after_start_is_response_failed():
+    from chat_streams import translator
+
+    t = translator()
+    out = t.start() + t.feed(chunk({"content": "a"})) + t.fail("server_error", "timed out")
+    assert terminal(out)["response"]["error"] == {"code": "server_error", "message": "timed out"}
+
+
+class FakeCarrier:
+    def __init__(self):
+        self.sealed: list[ReasoningPayload] = []
+
+    def seal(self, payload: ReasoningPayload) -> str:
+        self.sealed.append(payload)
+        return f"blob{len(self.sealed)}"
+
+    def open(self, blob: str):
+        return None
+
+
+def test_reasoning_payload_names_the_calls_and_gemini_signatures():
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"reasoning_content": "why"})
+        + chunk(
+            {
+                "tool_calls": [
+                    call(
+                        None,
+                        "g1",
+                        "exec_command",
+                        "{}",
+                        extra_content={"google": {"thought_signature": "S1"}},
+                    )
+                ]
+            }
+        )
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    evs = events(run(raw, carrier=carrier))
+    assert carrier.sealed == [
+        ReasoningPayload(text="why", signatures={"g1": "S1"}, call_ids=("g1",))
+    ]
+    done = [e for e in evs if e["type"] == "response.output_item.done"]
+    assert done[0]["item"]["encrypted_content"] == "blob1"
+    assert [d["output_index"] for d in done] == [0, 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(SCENARIOS)), st.lists(st.integers(0, 10_000), max_size=40))
+def test_output_does_not_depend_on_chunking(name, cuts):
+    raw = SCENARIOS[name]
+    expected = run(raw)
+    bounds = [0, *sorted(c % (len(raw) + 1) for c in cuts), len(raw)]
+    from chat_streams import translator
+
+    t = translator()
+    out = b"".join(t.feed(raw[a:b]) for a, b in itertools.pairwise(bounds))
+    assert out + t.finish() == expected
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_byte_at_a_time(name):
+    assert run(SCENARIOS[name], step=1) == run(SCENARIOS[name])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_end_in_exactly_one_terminal_event(data):
+    from chat_streams import translator
+
+    t = translator()
+    out = t.feed(data) + t.finish()
+    tys = types(out)
+    assert tys[-1] in ("response.completed", "response.failed", "response.incomplete")
+    assert (
+        sum(ty in ("response.completed", "response.failed", "response.incomplete") for ty in tys)
+        == 1
+    )
