@@ -9,6 +9,7 @@ import pytest
 from chat_streams import DONE, call, chunk, events, run, terminal, text_stream, types, usage
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mitmrelay.core.reasoning import ReasoningPayload
 
 PATCH = '*** Begin Patch\n*** Add File: a.txt\n+héllo "q" \\ 😀\n*** End Patch\n'
