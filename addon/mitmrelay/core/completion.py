@@ -42,23 +42,32 @@ def translate_completion(
         upstream=upstream,
     )
     try:
-        completion = json.loads(body)
+        chunk = completion_as_sse(body)
     except ValueError:
-        completion = None
-    if not isinstance(completion, dict):
         translator.fail(
             "upstream_invalid_json", f"{upstream} answered with a body that is not JSON"
         )
         return translator.response
+    translator.feed(chunk)
+    translator.finish()
+    return translator.response
+
+
+def completion_as_sse(body: bytes) -> bytes:
+    """A whole Chat completion as the one SSE chunk it is equivalent to.
+
+    Raises ValueError when the body is not a JSON object.
+    """
+    completion = json.loads(body)
+    if not isinstance(completion, dict):
+        raise ValueError("a chat completion is a JSON object")
     chunk = dict(completion)
     chunk["choices"] = [
         {**choice, "delta": _as_delta(choice.get("message") or {})}
         for choice in completion.get("choices") or ()
         if isinstance(choice, dict)
     ][:1]  # n=1: the relay never asks for more than one choice
-    translator.feed(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-    translator.finish()
-    return translator.response
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
 def _as_delta(message: dict[str, Any]) -> dict[str, Any]:

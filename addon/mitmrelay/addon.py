@@ -1,0 +1,591 @@
+"""The mitmproxy layer: options, hooks, and the glue between flows and the sans-IO core.
+
+Nothing protocol-specific lives here; every decision is the core's. The hooks:
+
+- ``request``: route the flow (core.routing). Ours: translate the body with the core, reroute
+  to ``{relay_upstream}/chat/completions`` with the relay's key. It is ``async`` only to check
+  that the upstream accepts connections, because an unreachable upstream otherwise becomes
+  mitmproxy's fixed HTML 502, which no later hook can replace (mitmproxy-notes.md §6).
+  Fail closed: an exception answers locally, because mitmproxy forwards a flow whose hook
+  raised **unmodified, client API key included** (mitmproxy-notes.md §4).
+- ``responseheaders``: a 200 SSE answer is streamed through a ``StreamTranslator``; anything
+  else is buffered and rewritten in ``response``.
+- ``response``: errors mapped to what Codex acts on, non-streamed answers translated; the
+  flow is annotated for mitmweb (comment, marker, metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import time
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import mode_specs
+
+from .core.completion import completion_as_sse, translate_completion
+from .core.context import TranslationContext
+from .core.errors import ClientRequestError
+from .core.profiles import GENERIC, PROFILES, Profile
+from .core.request import parse_request, translate_request
+from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
+from .core.stream import StreamTranslator
+from .core.upstream_errors import map_transport_error, map_upstream_error
+
+logger = logging.getLogger("mitmrelay")
+
+META = "mitmrelay"  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
+REASONING_MODES = ("summary", "raw", "hidden")
+# Headers only Codex or OpenAI understand; none of them may reach a third-party upstream.
+CLIENT_ONLY_HEADERS = (
+    "authorization",
+    "openai-beta",
+    "openai-organization",
+    "openai-project",
+    "chatgpt-account-id",
+    "session-id",
+    "thread-id",
+    "originator",
+    "version",
+    "x-client-request-id",
+    "cookie",
+)
+MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
+
+
+def _json_response(
+    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> http.Response:
+    h = {"content-type": "application/json"}
+    h.update(headers or {})
+    return http.Response.make(status, json.dumps(payload).encode(), h)
+
+
+def _error_payload(
+    message: str, code: str, kind: str = "invalid_request_error", param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+@dataclass
+class _Exchange:
+    """Per-flow state of one relayed call (kept in the addon, not in flow.metadata, because
+    metadata is deep-copied and saved: it must stay JSON-like)."""
+
+    ctx: TranslationContext
+    response_id: str
+    started: float
+    stream: bool
+    translator: StreamTranslator | None = None
+    stored: list[bytes] = field(default_factory=list)
+    stored_bytes: int = 0
+
+
+class _StreamAdapter:
+    """mitmproxy's stream callable -> StreamTranslator. Never raises (an exception here drops
+    the chunk while the stream goes on: mitmproxy-notes.md §5); never returns ``b""`` mid-stream
+    (an empty HTTP/1 chunk ends the body): ``[]`` instead."""
+
+    def __init__(self, exchange: _Exchange):
+        self.exchange = exchange
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        translator = self.exchange.translator
+        assert translator is not None
+        try:
+            out = translator.finish() if data == b"" else translator.feed(data)
+        except Exception:  # StreamTranslator never raises; this guards the guard
+            logger.exception("relay: stream adapter failed")
+            out = translator.fail("server_error", "relay failed while translating the stream")
+        if not out:
+            return []
+        if self.exchange.stored_bytes < MAX_STORED_STREAM_BYTES:
+            self.exchange.stored.append(out)
+            self.exchange.stored_bytes += len(out)
+        return [out]
+
+
+class Relay:
+    """Relay Codex's Responses API calls to a Chat Completions upstream."""
+
+    def __init__(self) -> None:
+        self.upstream: urllib.parse.SplitResult | None = None
+        self.profile: Profile = GENERIC
+        self.rules: list[InterceptRule] = []
+        self.exchanges: dict[str, _Exchange] = {}
+
+    # ------------------------------------------------------------------ options
+
+    def load(self, loader: Any) -> None:
+        loader.add_option(
+            "relay_upstream",
+            str,
+            os.environ.get("CODEX_RELAY_UPSTREAM", ""),
+            "Chat Completions base URL of the upstream, e.g. https://api.deepseek.com/v1 "
+            "(default: $CODEX_RELAY_UPSTREAM).",
+        )
+        loader.add_option(
+            "relay_api_key_env",
+            str,
+            "CODEX_RELAY_API_KEY",
+            "Name of the environment variable holding the upstream API key. The key itself "
+            "is never an option, so it never appears on a command line or in a saved config.",
+        )
+        loader.add_option(
+            "relay_model",
+            str,
+            "",
+            "Upstream model for requests whose model is not mapped by relay_model_map "
+            "(an unmodified Codex sends gpt-5.5). Empty: the client's model is sent as is.",
+        )
+        loader.add_option(
+            "relay_model_map",
+            Sequence[str],
+            [],
+            "Model mappings client=upstream, e.g. gpt-5.5=deepseek-chat.",
+        )
+        loader.add_option(
+            "relay_hosts",
+            Sequence[str],
+            list(DEFAULT_HOSTS),
+            "In proxy modes, host/path prefixes whose /responses endpoint is relayed.",
+        )
+        loader.add_option(
+            "relay_reasoning",
+            str,
+            "summary",
+            "How upstream reasoning is shown to Codex: summary | raw | hidden.",
+        )
+        loader.add_option(
+            "relay_timeout",
+            int,
+            300,
+            "Seconds to wait for the upstream to accept a connection before answering Codex "
+            "with a retryable error.",
+        )
+        loader.add_option(
+            "relay_profile",
+            str,
+            GENERIC.name,
+            f"Provider profile: {', '.join(sorted(PROFILES))}.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        opts = ctx.options
+        if "relay_upstream" in updated:
+            self.upstream = self._parse_upstream(opts.relay_upstream)
+        if "relay_reasoning" in updated and opts.relay_reasoning not in REASONING_MODES:
+            raise exceptions.OptionsError(
+                f"relay_reasoning must be one of {', '.join(REASONING_MODES)}, "
+                f"got {opts.relay_reasoning!r}"
+            )
+        if "relay_profile" in updated:
+            if opts.relay_profile not in PROFILES:
+                raise exceptions.OptionsError(
+                    f"relay_profile {opts.relay_profile!r} is unknown; "
+                    f"choose one of {', '.join(sorted(PROFILES))}"
+                )
+            self.profile = PROFILES[opts.relay_profile]
+        if "relay_hosts" in updated:
+            try:
+                self.rules = [InterceptRule.parse(s) for s in opts.relay_hosts]
+            except ValueError as e:
+                raise exceptions.OptionsError(f"relay_hosts: {e}") from e
+        if "relay_model_map" in updated:
+            for spec in opts.relay_model_map:
+                if "=" not in spec or not all(p.strip() for p in spec.split("=", 1)):
+                    raise exceptions.OptionsError(
+                        f"relay_model_map entries are client=upstream, got {spec!r}"
+                    )
+        if "relay_timeout" in updated and opts.relay_timeout <= 0:
+            raise exceptions.OptionsError("relay_timeout must be a positive number of seconds")
+        # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
+        # api.openai.com) before our hook runs, and an offline or firewalled machine answers
+        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..." (contract §2.3).
+        if opts.connection_strategy != "lazy":
+            opts.update(connection_strategy="lazy")
+
+    @staticmethod
+    def _parse_upstream(value: str) -> urllib.parse.SplitResult | None:
+        if not value:
+            return None
+        url = urllib.parse.urlsplit(value)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise exceptions.OptionsError(
+                f"relay_upstream must be an http(s) URL such as https://api.deepseek.com/v1, "
+                f"got {value!r}"
+            )
+        return url
+
+    def running(self) -> None:
+        if self.upstream is None:
+            # An ERROR during startup makes mitmdump exit: the right outcome for a relay with
+            # nowhere to relay to (mitmproxy-notes.md §7).
+            logger.error(
+                "mitmrelay: no upstream. Set --set relay_upstream=https://host/v1 or the "
+                "CODEX_RELAY_UPSTREAM environment variable."
+            )
+            return
+        opts = ctx.options
+        key_state = "set" if os.environ.get(opts.relay_api_key_env) else "MISSING"
+        mapping = ", ".join(opts.relay_model_map) or "none"
+        logger.info(
+            "mitmrelay: upstream %s (profile %s, key $%s %s); model %s, map %s; modes %s",
+            self._upstream_base(),
+            self.profile.name,
+            opts.relay_api_key_env,
+            key_state,
+            opts.relay_model or "as sent by the client",
+            mapping,
+            ", ".join(opts.mode),
+        )
+
+    # ------------------------------------------------------------------ hooks
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        try:
+            route = self._route(flow)
+            if route is Route.PASS:
+                return
+            if self.upstream is None:
+                flow.response = _json_response(
+                    503,
+                    _error_payload(
+                        "mitmrelay has no upstream configured (relay_upstream)",
+                        "server_error",
+                        "server_error",
+                    ),
+                )
+                return
+            if route is Route.RESPONSES:
+                self._relay(flow)
+                if flow.response is None:
+                    await self._check_reachable(flow)
+            elif route is Route.MODELS:
+                self._reroute(flow, "/models", b"")
+                flow.metadata[META] = {"route": "models"}
+            elif route is Route.UPGRADE:
+                # 426 makes Codex fall back to HTTP at once (codex-contract.md §2.2).
+                flow.response = _json_response(
+                    426,
+                    _error_payload(
+                        "mitmrelay serves the Responses API over HTTP only; use HTTPS POST",
+                        "websocket_not_supported",
+                    ),
+                )
+            else:
+                flow.response = _json_response(
+                    404,
+                    _error_payload(
+                        f"mitmrelay does not serve {flow.request.method} {flow.request.path}",
+                        "not_found",
+                    ),
+                )
+        except Exception:
+            # Fail closed: the original request carries the client's OpenAI key and must
+            # never leave (mitmproxy-notes.md §4).
+            logger.exception("relay: request hook failed; answering locally")
+            self.exchanges.pop(flow.id, None)
+            flow.response = _json_response(
+                500,
+                _error_payload(
+                    "mitmrelay failed to translate this request (see the relay's log)",
+                    "server_error",
+                    "server_error",
+                ),
+            )
+        if flow.response is not None and META in flow.metadata:
+            flow.metadata[META]["status"] = flow.response.status_code
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        exchange = self.exchanges.get(flow.id)
+        if exchange is None or flow.response is None:
+            return
+        ctype = flow.response.headers.get("content-type", "")
+        if flow.response.status_code != 200 or not exchange.stream:
+            return  # buffered; rewritten in `response`
+        if not ctype.startswith("text/event-stream"):
+            return  # a JSON body where SSE was asked: translated whole in `response`
+        exchange.translator = self._translator(exchange)
+        flow.response.stream = _StreamAdapter(exchange)
+        headers = flow.response.headers
+        headers.pop("content-length", None)  # the length changes
+        headers.pop("content-encoding", None)  # identity was requested upstream
+        headers["content-type"] = "text/event-stream; charset=utf-8"
+        if flow.response.http_version == "HTTP/1.1":
+            headers["transfer-encoding"] = "chunked"
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        meta = flow.metadata.get(META)
+        if meta and meta.get("route") == "models":
+            self._answer_models(flow)
+            return
+        exchange = self.exchanges.pop(flow.id, None)
+        if exchange is None or flow.response is None:
+            return
+        try:
+            self._finish_exchange(flow, exchange)
+        except Exception:
+            logger.exception("relay: response hook failed")
+            flow.response = _json_response(
+                500,
+                _error_payload(
+                    "mitmrelay failed to translate the upstream's answer",
+                    "server_error",
+                    "server_error",
+                ),
+            )
+        self._annotate(flow, exchange)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        exchange = self.exchanges.pop(flow.id, None)
+        if exchange is None:
+            return
+        meta = flow.metadata.setdefault(META, {})
+        meta["status"] = "error"
+        flow.marked = ":x:"
+        flow.comment = f"mitmrelay: {flow.error.msg if flow.error else 'error'}"
+        logger.info(
+            "relay %s: %s -> %s failed: %s",
+            flow.id[:8],
+            exchange.ctx.client_model,
+            exchange.ctx.upstream_model,
+            flow.error.msg if flow.error else "?",
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _route(self, flow: http.HTTPFlow) -> Route:
+        mode = flow.client_conn.proxy_mode
+        reverse = isinstance(mode, mode_specs.ReverseMode)
+        req = flow.request
+        upgrade = req.headers.get("upgrade", "").lower() == "websocket"
+        # pretty_host follows Host / :authority / SNI, so transparent and local modes match
+        # even when request.host is an IP (mitmproxy-notes.md §2).
+        return classify(
+            req.method,
+            req.pretty_host,
+            req.path,
+            reverse=reverse,
+            upgrade=upgrade,
+            rules=self.rules,
+        )
+
+    def _relay(self, flow: http.HTTPFlow) -> None:
+        try:
+            body = flow.request.get_content()  # decodes gzip / br / zstd bodies
+        except ValueError as e:
+            flow.response = _json_response(
+                400,
+                _error_payload(f"request body could not be decoded ({e})", "invalid_request_error"),
+            )
+            return
+        try:
+            request = parse_request(body or b"")
+            upstream_model = self._upstream_model(request.model)
+            chat, tctx = translate_request(
+                request, upstream_model=upstream_model, profile=self.profile
+            )
+        except ClientRequestError as e:
+            flow.response = _json_response(
+                e.status, _error_payload(e.message, e.code, param=e.param)
+            )
+            return
+        exchange = _Exchange(
+            ctx=tctx,
+            response_id="resp_" + secrets.token_hex(12),
+            started=time.monotonic(),
+            stream=bool(chat.get("stream")),
+        )
+        self.exchanges[flow.id] = exchange
+        self._reroute(flow, "/chat/completions", json.dumps(chat).encode())
+        flow.metadata[META] = {
+            "route": "responses",
+            "client_model": tctx.client_model,
+            "upstream_model": tctx.upstream_model,
+            "response_id": exchange.response_id,
+            "profile": self.profile.name,
+        }
+
+    def _upstream_model(self, client_model: str) -> str:
+        for spec in ctx.options.relay_model_map:
+            client, _, upstream = spec.partition("=")
+            if client.strip() == client_model:
+                return upstream.strip()
+        return ctx.options.relay_model or client_model
+
+    def _reroute(self, flow: http.HTTPFlow, endpoint: str, body: bytes) -> None:
+        up = self.upstream
+        assert up is not None
+        req = flow.request
+        headers = req.headers
+        for name in CLIENT_ONLY_HEADERS:
+            headers.pop(name, None)
+        for name in [
+            n
+            for n in headers
+            if n.lower().startswith("x-codex-") or n.lower().startswith("x-openai-")
+        ]:
+            headers.pop(name, None)
+        # Pop content-encoding BEFORE setting the body: mitmproxy re-encodes to match it
+        # (mitmproxy-notes.md §3).
+        headers.pop("content-encoding", None)
+        headers["accept-encoding"] = "identity"  # SSE must arrive uncompressed
+        key = os.environ.get(ctx.options.relay_api_key_env, "")
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        req.scheme = up.scheme
+        req.host = up.hostname or ""
+        req.port = up.port or (443 if up.scheme == "https" else 80)
+        req.path = up.path.rstrip("/") + endpoint
+        if endpoint == "/models":
+            req.method = "GET"
+            headers.pop("content-type", None)
+            req.content = b""
+        else:
+            headers["content-type"] = "application/json"
+            headers["accept"] = "text/event-stream" if body else "application/json"
+            req.content = body
+
+    async def _check_reachable(self, flow: http.HTTPFlow) -> None:
+        """Answer Codex with a retryable JSON error when the upstream refuses connections,
+        instead of mitmproxy's HTML 502."""
+        req = flow.request
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(req.host, req.port), timeout=ctx.options.relay_timeout
+            )
+        except (OSError, TimeoutError) as e:
+            self.exchanges.pop(flow.id, None)
+            mapped = map_transport_error(
+                "timeout" if isinstance(e, TimeoutError) else "connect",
+                str(e) or type(e).__name__,
+                upstream=self._upstream_base(),
+            )
+            flow.response = http.Response.make(mapped.status, mapped.body(), mapped.headers())
+            return
+        writer.close()
+
+    def _translator(self, exchange: _Exchange) -> StreamTranslator:
+        counter = iter(range(1, 1 << 62))
+        prefix = exchange.response_id.removeprefix("resp_")[:16]
+        return StreamTranslator(
+            exchange.ctx,
+            response_id=exchange.response_id,
+            created_at=int(time.time()),
+            new_id=lambda kind: f"{kind}_{prefix}{next(counter):04d}",
+            reasoning_mode=ctx.options.relay_reasoning,
+            profile=self.profile,
+            upstream=self._upstream_base(),
+        )
+
+    def _finish_exchange(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        response = flow.response
+        assert response is not None
+        if exchange.translator is not None:
+            # Streamed: the body is gone; store what was sent so mitmweb does not show
+            # "content missing" (mitmproxy-notes.md §8).
+            response.content = b"".join(exchange.stored)
+            return
+        if response.status_code >= 400:
+            mapped = map_upstream_error(
+                response.status_code,
+                dict(response.headers),
+                response.get_content(strict=False) or b"",
+                upstream=self._upstream_base(),
+                now=time.time,
+            )
+            flow.response = http.Response.make(mapped.status, mapped.body(), mapped.headers())
+            flow.metadata[META]["error"] = mapped.code
+            return
+        translator = self._translator(exchange)
+        body = response.get_content(strict=False) or b""
+        if exchange.stream:
+            # SSE was asked for but a whole body came back (some servers ignore "stream"):
+            # translate it as the one-chunk stream it is equivalent to.
+            if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                try:
+                    body = completion_as_sse(body)
+                except ValueError:
+                    body = b"data: {not json}\n\n"  # fails the stream as upstream_invalid_json
+            exchange.translator = translator
+            out = translator.feed(body) + translator.finish()
+            flow.response = http.Response.make(
+                200, out, {"content-type": "text/event-stream; charset=utf-8"}
+            )
+            return
+        result = translate_completion(
+            body,
+            exchange.ctx,
+            response_id=exchange.response_id,
+            created_at=int(time.time()),
+            new_id=lambda k: f"{k}_{secrets.token_hex(8)}",
+            reasoning_mode=ctx.options.relay_reasoning,
+            profile=self.profile,
+            upstream=self._upstream_base(),
+        )
+        exchange.translator = translator
+        translator.response = result
+        flow.response = _json_response(200, result)
+
+    def _answer_models(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is None:
+            return
+        try:
+            upstream = json.loads(response.get_content(strict=False) or b"{}")
+        except ValueError:
+            upstream = {}
+        data = upstream.get("data") if isinstance(upstream, dict) else None
+        ids = [m.get("id") for m in data or [] if isinstance(m, dict) and m.get("id")]
+        if ctx.options.relay_model and ctx.options.relay_model not in ids:
+            ids.insert(0, ctx.options.relay_model)
+        # One body both clients read: the OpenAI SDK reads object/data, Codex reads models
+        # (an empty or unknown catalog is non-fatal for Codex: codex-contract.md §10).
+        models = [{"id": i, "object": "model", "created": 0, "owned_by": "mitmrelay"} for i in ids]
+        flow.response = _json_response(200, {"object": "list", "data": models, "models": []})
+
+    def _annotate(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        meta = flow.metadata.setdefault(META, {})
+        response = exchange.translator.response if exchange.translator else None
+        status = (response or {}).get("status") or (
+            f"http {flow.response.status_code}" if flow.response else "?"
+        )
+        usage = (response or {}).get("usage") or {}
+        meta.update(status=status, usage=usage or None)
+        tokens = (
+            f"{usage.get('input_tokens', '?')} in / {usage.get('output_tokens', '?')} out"
+            if usage
+            else "no usage"
+        )
+        flow.comment = (
+            f"mitmrelay: {exchange.ctx.client_model} -> {exchange.ctx.upstream_model}"
+            f" | {status} | {tokens}"
+        )
+        if status not in ("completed",):
+            flow.marked = ":warning:"
+        duration = time.monotonic() - exchange.started
+        error = (response or {}).get("error") or {}
+        logger.info(
+            "relay %s: %s -> %s %s %s in %.2fs%s",
+            flow.id[:8],
+            exchange.ctx.client_model,
+            exchange.ctx.upstream_model,
+            status,
+            tokens,
+            duration,
+            f" ({error.get('code')})" if error else "",
+        )
+
+    def _upstream_base(self) -> str:
+        up = self.upstream
+        return f"{up.scheme}://{up.netloc}{up.path}" if up else "(none)"

@@ -1,0 +1,516 @@
+"""Responses request -> Chat Completions request (and the context the answer needs).
+
+Theory of operation: the validated request is walked once, item by item, through a table of
+handlers (``_ITEM_HANDLERS``) that append to a ``_Conversation``; a final pass
+(``_ordered``) enforces the Chat message-order invariant. Tools are translated once. The
+result is plain dicts (no models), serialised by the caller.
+
+Rules (each cites the fact it rests on):
+
+1. Every ``developer``/``system`` message becomes a system message, all kept, in order: Codex's
+   ~17 KB base prompt is the first developer item, and peers that "hoist" lose it
+   (codex-contract.md §4, providers.md §3 item 1). ``instructions`` comes first when present.
+2. Consecutive calls form one assistant message with ``tool_calls`` (ids kept, empty arguments
+   -> ``"{}"``); each output becomes a tool message. Chat tool messages cannot carry images, so
+   image parts of an output go into one user message right after that turn's tool messages
+   (contract §13 item 2).
+3. Message-order invariant: every assistant tool_call id is answered by exactly one tool
+   message, right after it, in order. A call without output gets ``MISSING_OUTPUT``; an output
+   without a call is dropped (logged).
+4. Reasoning items never become visible text (providers.md §1.2): they fill the reasoning field
+   (``profile.reasoning_replay``) of the next assistant message. Source, in order: the sealed
+   carrier's payload, ``reasoning_text`` content, the summary text.
+5. Freeform (``custom``) tools become functions with one string parameter whose description
+   carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
+   reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
+6. The upstream model is an input; provider differences come from the ``Profile``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from mitmrelay.models.responses import (
+    AdditionalToolsItem,
+    CompactionItem,
+    CompactionTriggerItem,
+    CustomTool,
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionTool,
+    HostedTool,
+    InputImage,
+    InputItem,
+    InputText,
+    MessageItem,
+    NamespaceTool,
+    OutputText,
+    ReasoningItem,
+    Refusal,
+    ResponsesRequest,
+    UnknownItem,
+    UnknownTool,
+    describe,
+)
+
+from .context import ToolOrigin, TranslationContext
+from .errors import ClientRequestError
+from .profiles import GENERIC, Profile
+from .reasoning import ReasoningCarrier, ReasoningPayload
+from .toolnames import NameTable
+
+logger = logging.getLogger(__name__)
+
+# Sent upstream for a call whose output Codex never sent (an interrupted turn): the upstream
+# requires an answer to every call (rule 3), and the model should know nothing came back.
+MISSING_OUTPUT = "(no output: the tool call was interrupted before it returned)"
+
+# Request fields a Response object echoes back (OpenAI's Response schema).
+_ECHOED = (
+    "instructions",
+    "tool_choice",
+    "parallel_tool_calls",
+    "max_output_tokens",
+    "temperature",
+    "top_p",
+    "metadata",
+    "previous_response_id",
+    "store",
+    "truncation",
+    "service_tier",
+    "prompt_cache_key",
+    "user",
+)
+
+
+def parse_request(body: bytes) -> ResponsesRequest:
+    """Validate a Responses request body. Raises ``ClientRequestError`` naming the field."""
+    try:
+        return ResponsesRequest.model_validate_json(body)
+    except ValidationError as e:
+        if any(err["type"] == "json_invalid" for err in e.errors()):
+            raise ClientRequestError(
+                f"request body is not valid JSON: {e.errors()[0]['msg']}"
+            ) from None
+        raise ClientRequestError(f"invalid Responses request: {describe(e)}") from None
+
+
+@dataclass
+class _Conversation:
+    profile: Profile
+    carrier: ReasoningCarrier | None
+    names: NameTable
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_id -> tool message
+    output_images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reasoning: ReasoningPayload | None = None
+    extra_tools: list[Any] = field(default_factory=list)
+    skipped: set[str] = field(default_factory=set)
+
+    def assistant(self, *, for_calls: bool) -> dict[str, Any]:
+        """The assistant message to extend: the last message when it is an assistant message
+        that may take (more) calls, else a new one carrying any pending reasoning."""
+        last = self.messages[-1] if self.messages else None
+        if (
+            last is not None
+            and last["role"] == "assistant"
+            and for_calls
+            and not last.get("_closed")
+        ):
+            return last
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        self._attach_reasoning(message)
+        self.messages.append(message)
+        return message
+
+    def _attach_reasoning(self, message: dict[str, Any]) -> None:
+        payload, self.reasoning = self.reasoning, None
+        if payload is None:
+            return
+        message["_reasoning"] = payload
+
+
+def _text_of(parts: str | Sequence[Any]) -> str:
+    if isinstance(parts, str):
+        return parts
+    texts = []
+    for part in parts:
+        if isinstance(part, InputText | OutputText):
+            texts.append(part.text)
+        elif isinstance(part, Refusal):
+            texts.append(part.refusal)
+    return "\n\n".join(texts)
+
+
+def _image_part(part: InputImage) -> dict[str, Any] | None:
+    if not part.image_url:
+        logger.info("input_image without image_url (file_id=%s) skipped", part.file_id)
+        return None
+    image: dict[str, Any] = {"url": part.image_url}
+    # Chat accepts auto/low/high; Codex's "original" (view_image) means full resolution.
+    if part.detail in ("auto", "low", "high"):
+        image["detail"] = part.detail
+    elif part.detail == "original":
+        image["detail"] = "high"
+    return {"type": "image_url", "image_url": image}
+
+
+def _user_content(parts: str | Sequence[Any]) -> str | list[dict[str, Any]]:
+    if isinstance(parts, str):
+        return parts
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, InputImage):
+            image = _image_part(part)
+            if image:
+                out.append(image)
+        elif isinstance(part, InputText | OutputText):
+            out.append({"type": "text", "text": part.text})
+    if all(p["type"] == "text" for p in out):
+        return "\n\n".join(p["text"] for p in out)
+    return out
+
+
+# ----------------------------------------------------------------------------- item handlers
+
+
+def _on_message(conv: _Conversation, item: MessageItem) -> None:
+    if item.role in ("developer", "system"):
+        conv.messages.append({"role": "system", "content": _text_of(item.content)})
+    elif item.role == "user":
+        conv.reasoning = None  # reasoning never crosses a user turn
+        conv.messages.append({"role": "user", "content": _user_content(item.content)})
+    else:
+        message = conv.assistant(for_calls=False)
+        text = _text_of(item.content)
+        message["content"] = (message["content"] or "") + text
+
+
+def _on_reasoning(conv: _Conversation, item: ReasoningItem) -> None:
+    payload = None
+    if item.encrypted_content and conv.carrier is not None:
+        payload = conv.carrier.open(item.encrypted_content)
+    if payload is None:
+        text = "".join(p.text for p in item.content or ()) or "\n".join(
+            p.text for p in item.summary
+        )
+        payload = ReasoningPayload(text=text)
+    if conv.reasoning is not None:  # two reasoning items in a row: keep both, in order
+        payload = ReasoningPayload(
+            text="\n\n".join(t for t in (conv.reasoning.text, payload.text) if t),
+            details=conv.reasoning.details + payload.details,
+            signatures={**conv.reasoning.signatures, **payload.signatures},
+            call_ids=conv.reasoning.call_ids + payload.call_ids,
+        )
+    conv.reasoning = payload
+
+
+def _call(conv: _Conversation, call_id: str, name: str, arguments: str) -> None:
+    message = conv.assistant(for_calls=True)
+    message.setdefault("tool_calls", []).append(
+        {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments.strip() or "{}"},
+        }
+    )
+
+
+def _on_function_call(conv: _Conversation, item: FunctionCallItem) -> None:
+    _call(conv, item.call_id, conv.names.add(item.name, item.namespace), item.arguments)
+
+
+def _on_custom_call(conv: _Conversation, item: CustomToolCallItem) -> None:
+    # The upstream saw this tool as a function with one string parameter (rule 5).
+    name = conv.names.add(item.name, item.namespace)
+    _call(conv, item.call_id, name, json.dumps({"input": item.input}, ensure_ascii=False))
+
+
+def _on_output(
+    conv: _Conversation, item: FunctionCallOutputItem | CustomToolCallOutputItem
+) -> None:
+    _close_calls(conv)
+    images: list[dict[str, Any]] = []
+    if isinstance(item.output, str):
+        content = item.output
+    else:
+        content = _text_of(item.output)
+        images = [img for p in item.output if isinstance(p, InputImage) if (img := _image_part(p))]
+    if item.call_id in conv.outputs:
+        logger.info("second output for call %s dropped", item.call_id)
+        return
+    conv.outputs[item.call_id] = {"role": "tool", "tool_call_id": item.call_id, "content": content}
+    if images:
+        conv.output_images[item.call_id] = images
+
+
+def _close_calls(conv: _Conversation) -> None:
+    if conv.messages and conv.messages[-1]["role"] == "assistant":
+        conv.messages[-1]["_closed"] = True
+
+
+def _on_additional_tools(conv: _Conversation, item: AdditionalToolsItem) -> None:
+    conv.extra_tools.extend(item.tools)
+
+
+def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
+    logger.info("compaction item cannot be expanded without the relay's state; skipped")
+
+
+def _on_skip(conv: _Conversation, item: Any) -> None:
+    kind = getattr(item, "type", "?")
+    if kind not in conv.skipped:
+        conv.skipped.add(kind)
+        logger.info("input item of type %r has no Chat form; skipped", kind)
+
+
+_ITEM_HANDLERS: dict[type, Callable[[_Conversation, Any], None]] = {
+    MessageItem: _on_message,
+    ReasoningItem: _on_reasoning,
+    FunctionCallItem: _on_function_call,
+    CustomToolCallItem: _on_custom_call,
+    FunctionCallOutputItem: _on_output,
+    CustomToolCallOutputItem: _on_output,
+    AdditionalToolsItem: _on_additional_tools,
+    CompactionItem: _on_compaction,
+    CompactionTriggerItem: _on_skip,
+    UnknownItem: _on_skip,
+}
+
+
+# ----------------------------------------------------------------------------- final pass
+
+
+def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
+    """Rule 3, plus reasoning placement per profile."""
+    out: list[dict[str, Any]] = []
+    used: set[str] = set()
+    profile = conv.profile
+    for message in conv.messages:
+        message.pop("_closed", None)
+        payload: ReasoningPayload | None = message.pop("_reasoning", None)
+        calls = message.get("tool_calls")
+        if message["role"] == "assistant":
+            _place_reasoning(message, payload, profile)
+            if message.get("content") is None and not calls:
+                continue  # reasoning with nothing after it: nothing to send
+        out.append(message)
+        if not calls:
+            continue
+        images: list[dict[str, Any]] = []
+        for call in calls:
+            call_id = call["id"]
+            if payload is not None and call_id in payload.signatures:
+                call["extra_content"] = {
+                    "google": {"thought_signature": payload.signatures[call_id]}
+                }
+            answer = conv.outputs.get(call_id)
+            if answer is None or call_id in used:
+                answer = {"role": "tool", "tool_call_id": call_id, "content": MISSING_OUTPUT}
+            used.add(call_id)
+            out.append(answer)
+            images += conv.output_images.get(call_id, ())
+        if images:
+            out.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Images returned by the tool calls above:"},
+                        *images,
+                    ],
+                }
+            )
+    for call_id in conv.outputs.keys() - used:
+        logger.info("output for unknown call %s dropped", call_id)
+    if profile.merge_system_messages:
+        out = _merge_systems(out)
+    return out
+
+
+def _place_reasoning(
+    message: dict[str, Any], payload: ReasoningPayload | None, profile: Profile
+) -> None:
+    field_name = profile.reasoning_replay
+    if field_name == "none":
+        return
+    text = payload.text if payload else ""
+    if not text and message.get("tool_calls") and profile.reasoning_placeholder is not None:
+        text = profile.reasoning_placeholder
+    if text:
+        message[field_name] = text
+    if payload is not None and payload.details:
+        message["reasoning_details"] = [dict(d) for d in payload.details]
+
+
+def _merge_systems(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    systems = [m["content"] for m in messages if m["role"] == "system"]
+    rest = [m for m in messages if m["role"] != "system"]
+    return ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + rest
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+def _freeform_function(name: str, tool: CustomTool, param: str) -> dict[str, Any]:
+    description = tool.description or f"The {tool.name} tool."
+    fmt = tool.format or {}
+    grammar = fmt.get("definition")
+    note = (
+        f"\n\nPass the tool's raw input as the string parameter `{param}`; the input itself "
+        "is not JSON."
+    )
+    if grammar:
+        note += f" It must follow this {fmt.get('syntax', '')} grammar exactly:\n{grammar}"
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description + note,
+            "parameters": {
+                "type": "object",
+                "properties": {param: {"type": "string"}},
+                "required": [param],
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+def _translate_tools(
+    tools: Iterable[Any],
+    names: NameTable,
+    origins: dict[str, ToolOrigin],
+    namespace: str | None = None,
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for tool in tools:
+        if isinstance(tool, NamespaceTool):
+            out += _translate_tools(tool.tools, names, origins, tool.name)
+        elif isinstance(tool, FunctionTool):
+            name = names.add(tool.name, namespace)
+            origins[name] = ToolOrigin(tool.name, namespace)
+            function: dict[str, Any] = {"name": name}
+            if tool.description:
+                function["description"] = tool.description
+            function["parameters"] = tool.parameters or {"type": "object", "properties": {}}
+            if tool.strict:
+                function["strict"] = True
+            out.append({"type": "function", "function": function})
+        elif isinstance(tool, CustomTool):
+            name = names.add(tool.name, namespace)
+            origins[name] = ToolOrigin(tool.name, namespace, freeform=True)
+            out.append(_freeform_function(name, tool, origins[name].input_param))
+        elif isinstance(tool, HostedTool | UnknownTool):
+            logger.info(
+                "tool of type %r has no Chat Completions form; not sent upstream", tool.type
+            )
+    return out
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, names: NameTable) -> Any:
+    if choice is None or isinstance(choice, str):
+        return choice
+    name = choice.get("name") or (choice.get("function") or {}).get("name")
+    if choice.get("type") in ("function", "custom") and name:
+        return {"type": "function", "function": {"name": names.add(name, choice.get("namespace"))}}
+    return "auto"
+
+
+def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not fmt:
+        return None
+    if fmt.get("type") == "json_schema":
+        schema = {k: fmt[k] for k in ("name", "schema", "strict", "description") if k in fmt}
+        return {"type": "json_schema", "json_schema": schema}
+    if fmt.get("type") == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def translate_request(
+    req: ResponsesRequest,
+    *,
+    upstream_model: str,
+    profile: Profile = GENERIC,
+    history: Sequence[InputItem] = (),
+    carrier: ReasoningCarrier | None = None,
+) -> tuple[dict[str, Any], TranslationContext]:
+    """The Chat Completions request (a JSON-ready dict) and the context for the answer.
+
+    ``history`` (the prior items of a ``previous_response_id`` chain) is prepended to the
+    input. Raises ``ClientRequestError`` for requests that cannot be translated (tool-name
+    collisions).
+    """
+    names = NameTable(profile.max_tool_name_len)
+    origins: dict[str, ToolOrigin] = {}
+    conv = _Conversation(profile, carrier, names)
+    if req.instructions:
+        conv.messages.append({"role": "system", "content": req.instructions})
+    items = (
+        req.input if isinstance(req.input, list) else [MessageItem(role="user", content=req.input)]
+    )
+    # Tools first, so calls in the history resolve to the names the tools were given.
+    for item in items:
+        if isinstance(item, AdditionalToolsItem):
+            _on_additional_tools(conv, item)
+    tools = _translate_tools([*(req.tools or ()), *conv.extra_tools], names, origins)
+    conv.extra_tools.clear()
+    for item in [*history, *items]:
+        if isinstance(item, AdditionalToolsItem):
+            continue
+        _ITEM_HANDLERS[type(item)](conv, item)
+
+    chat: dict[str, Any] = {"model": upstream_model, "messages": _ordered(conv)}
+    if tools:  # "tools": [] is rejected by several backends (providers.md §1.5)
+        chat["tools"] = tools
+        if profile.accepts_tool_choice and req.tool_choice is not None:
+            chat["tool_choice"] = _tool_choice(req.tool_choice, names)
+        if profile.accepts_parallel_tool_calls and req.parallel_tool_calls is not None:
+            chat["parallel_tool_calls"] = req.parallel_tool_calls
+    if req.reasoning and req.reasoning.effort and profile.accepts_reasoning_effort:
+        chat["reasoning_effort"] = req.reasoning.effort
+    if req.max_output_tokens is not None:
+        chat[profile.max_tokens_field] = req.max_output_tokens
+    for name in ("temperature", "top_p"):
+        if getattr(req, name) is not None:
+            chat[name] = getattr(req, name)
+    response_format = _response_format(req.text.format if req.text else None)
+    if response_format:
+        chat["response_format"] = response_format
+    if req.stream:
+        chat["stream"] = True
+        if profile.accepts_stream_options:
+            # Without usage Codex's context tracking and auto-compaction break
+            # (providers.md §1.4).
+            chat["stream_options"] = {"include_usage": True}
+    chat.update(profile.extra_body)
+    for name in profile.drop_params:
+        chat.pop(name, None)
+
+    echo: dict[str, Any] = {
+        name: getattr(req, name) for name in _ECHOED if getattr(req, name) is not None
+    }
+    echo["tools"] = [t.model_dump(mode="json", exclude_none=True) for t in req.tools or ()]
+    if req.reasoning:
+        echo["reasoning"] = req.reasoning.model_dump(mode="json", exclude_none=True)
+    if req.text:
+        echo["text"] = req.text.model_dump(mode="json", exclude_none=True)
+    context = TranslationContext(
+        client_model=req.model,
+        upstream_model=upstream_model,
+        tools=origins,
+        response_echo=echo,
+        stream=req.stream,
+    )
+    return chat, context

@@ -1,0 +1,375 @@
+"""A scripted fake Chat Completions upstream: the only thing the tests fake.
+
+It speaks HTTP/1.1 on 127.0.0.1 (port 0), records every request, and answers from a queue of
+``Reply`` objects (or a ``brain`` callable) with the shapes real providers send
+(providers.md §1): streamed chunks, usage chunks only when ``stream_options.include_usage`` was
+asked, provider error bodies with their real status and headers, cut streams.
+
+Rules it enforces like the real services do (each switchable):
+- ``require_key``: ``Authorization: Bearer <key>`` or 401 (OpenAI's wording);
+- ``reject_empty_tools``: ``"tools": []`` is a 400 on several backends (providers.md §1.5);
+- ``deepseek_reasoning_rule``: an assistant tool-call message lacking the ``reasoning_content``
+  this server produced for that call is a 400 with DeepSeek's exact wording (providers.md §1.2);
+- message order: every assistant ``tool_calls`` answered by tool messages right after.
+
+Use in-process: ``with ChatUpstream() as up: up.url`` (``http://127.0.0.1:PORT/v1``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+DEEPSEEK_MISSING_REASONING = (
+    "The reasoning_content in the thinking mode must be passed back to the API."
+)
+
+
+@dataclass
+class Reply:
+    """One scripted answer. ``chunks`` are deltas (dicts) for a streamed answer; ``status``/
+    ``body``/``headers`` make an error answer; ``cut`` ends the stream after the chunks without
+    a finish_reason or ``[DONE]``; ``delay_s`` waits before the headers."""
+
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str = "stop"
+    usage: dict[str, Any] | None = None
+    status: int = 200
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False
+    delay_s: float = 0.0
+
+
+def text(*pieces: str, reasoning: str = "") -> Reply:
+    chunks: list[dict[str, Any]] = []
+    if reasoning:
+        chunks += [{"reasoning_content": part} for part in _split(reasoning)]
+    chunks += [{"content": p} for p in pieces]
+    return Reply(chunks=chunks)
+
+
+def tool_call(
+    name: str, arguments: dict[str, Any] | str, *, call_id: str = "call_1", reasoning: str = ""
+) -> Reply:
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    chunks: list[dict[str, Any]] = []
+    if reasoning:
+        chunks += [{"reasoning_content": part} for part in _split(reasoning)]
+    chunks.append(
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": ""},
+                }
+            ]
+        }
+    )
+    chunks += [
+        {"tool_calls": [{"index": 0, "function": {"arguments": part}}]} for part in _split(args, 8)
+    ]
+    return Reply(chunks=chunks, finish_reason="tool_calls")
+
+
+def error(status: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None) -> Reply:
+    raw = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    return Reply(status=status, body=raw, headers=headers or {})
+
+
+def _split(text: str, size: int = 6) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+class ChatUpstream:
+    def __init__(
+        self,
+        *,
+        key: str | None = None,
+        reject_empty_tools: bool = True,
+        deepseek_reasoning_rule: bool = False,
+        models: tuple[str, ...] = ("deepseek-chat", "deepseek-reasoner"),
+    ) -> None:
+        self.key = key
+        self.reject_empty_tools = reject_empty_tools
+        self.deepseek_reasoning_rule = deepseek_reasoning_rule
+        self.models = models
+        self.requests: list[dict[str, Any]] = []
+        self.replies: list[Reply] = []
+        self.brain: Callable[[dict[str, Any]], Reply] | None = None
+        self.produced_reasoning: dict[str, str] = {}  # tool call id -> reasoning it followed
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.base_events.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._lock = threading.Lock()
+        self.port = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> ChatUpstream:
+        self._thread.start()
+        fut = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        fut.result(timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        async def stop() -> None:
+            assert self._server is not None
+            self._server.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def enqueue(self, *replies: Reply) -> None:
+        with self._lock:
+            self.replies.extend(replies)
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r["json"] for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                keep = await self._dispatch(method, path, headers, body, writer)
+                if not keep:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _dispatch(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        parsed: Any = None
+        if body:
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                parsed = None
+        with self._lock:
+            self.requests.append(
+                {"method": method, "path": path, "headers": headers, "json": parsed, "raw": body}
+            )
+        if self.key is not None and headers.get("authorization") != f"Bearer {self.key}":
+            return await self._send_json(
+                writer,
+                401,
+                {
+                    "error": {
+                        "message": "Incorrect API key provided.",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_api_key",
+                    }
+                },
+            )
+        if method == "GET" and path.split("?")[0].endswith("/models"):
+            return await self._send_json(
+                writer,
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": 1, "owned_by": "fake"}
+                        for m in self.models
+                    ],
+                },
+            )
+        if not path.endswith("/chat/completions") or not isinstance(parsed, dict):
+            return await self._send_json(writer, 404, {"error": {"message": "not found"}})
+        problem = self._validate(parsed)
+        if problem is not None:
+            return await self._send_json(
+                writer,
+                400,
+                {
+                    "error": {
+                        "message": problem,
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "invalid_request_error",
+                    }
+                },
+            )
+        reply = self._next_reply(parsed)
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.status != 200 or reply.body is not None:
+            return await self._send_raw(
+                writer,
+                reply.status,
+                reply.body or b"",
+                {"content-type": "application/json", **reply.headers},
+            )
+        self._remember_reasoning(reply)
+        if parsed.get("stream"):
+            include_usage = (parsed.get("stream_options") or {}).get("include_usage")
+            return await self._send_stream(writer, reply, parsed.get("model", ""), include_usage)
+        return await self._send_json(writer, 200, _completion(reply, parsed.get("model", "")))
+
+    def _next_reply(self, request: dict[str, Any]) -> Reply:
+        with self._lock:
+            if self.replies:
+                return self.replies.pop(0)
+        if self.brain is not None:
+            return self.brain(request)
+        return text("ok")
+
+    def _validate(self, request: dict[str, Any]) -> str | None:
+        if self.reject_empty_tools and request.get("tools") == []:
+            return "Invalid 'tools': empty array. Expected an array with minimum length 1."
+        messages = request.get("messages") or []
+        for i, msg in enumerate(messages):
+            calls = msg.get("tool_calls") if msg.get("role") == "assistant" else None
+            if not calls:
+                continue
+            ids = [c.get("id") for c in calls]
+            answered = [
+                m.get("tool_call_id")
+                for m in messages[i + 1 : i + 1 + len(ids)]
+                if m.get("role") == "tool"
+            ]
+            if answered != ids:
+                return (
+                    "An assistant message with 'tool_calls' must be followed by tool "
+                    "messages responding to each 'tool_call_id'."
+                )
+            if (
+                self.deepseek_reasoning_rule
+                and any(c.get("id") in self.produced_reasoning for c in calls)
+                and not msg.get("reasoning_content")
+            ):
+                return DEEPSEEK_MISSING_REASONING
+        return None
+
+    def _remember_reasoning(self, reply: Reply) -> None:
+        reasoning = "".join(c.get("reasoning_content", "") for c in reply.chunks)
+        for chunk in reply.chunks:
+            for call in chunk.get("tool_calls") or ():
+                if call.get("id") and reasoning:
+                    self.produced_reasoning[call["id"]] = reasoning
+
+    async def _send_json(self, writer: asyncio.StreamWriter, status: int, obj: Any) -> bool:
+        return await self._send_raw(
+            writer, status, json.dumps(obj).encode(), {"content-type": "application/json"}
+        )
+
+    async def _send_raw(
+        self, writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str]
+    ) -> bool:
+        head = f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        writer.write(head.encode() + b"\r\n" + body)
+        await writer.drain()
+        return True
+
+    async def _send_stream(
+        self, writer: asyncio.StreamWriter, reply: Reply, model: str, include_usage: bool
+    ) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+
+        async def send(data: bytes) -> None:
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data))
+            await writer.drain()
+
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": model,
+        }
+        for delta in reply.chunks:
+            await send(
+                _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+            )
+        if reply.cut:
+            writer.close()  # no finish_reason, no [DONE], no terminating chunk
+            return False
+        await send(
+            _sse(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
+                }
+            )
+        )
+        if include_usage:
+            usage = reply.usage or {
+                "prompt_tokens": 100,
+                "completion_tokens": 10,
+                "total_tokens": 110,
+            }
+            await send(_sse({**base, "choices": [], "usage": usage}))
+        await send(b"data: [DONE]\n\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+def _completion(reply: Reply, model: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None}
+    calls: dict[int, dict[str, Any]] = {}
+    for delta in reply.chunks:
+        if "content" in delta:
+            message["content"] = (message["content"] or "") + delta["content"]
+        if "reasoning_content" in delta:
+            message["reasoning_content"] = (
+                message.get("reasoning_content", "") + delta["reasoning_content"]
+            )
+        for tc in delta.get("tool_calls") or ():
+            call = calls.setdefault(
+                tc["index"],
+                {"id": tc.get("id"), "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            call["function"]["name"] += tc.get("function", {}).get("name", "")
+            call["function"]["arguments"] += tc.get("function", {}).get("arguments", "")
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
+        "usage": reply.usage
+        or {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+    }
