@@ -118,7 +118,7 @@ class Relay:
     def __init__(self) -> None:
         self.upstream: urllib.parse.SplitResult | None = None
         self.profile: Profile = GENERIC
-        self.rules: list[InterceptRule] = []
+        self.rules: list[InterceptRule] = [InterceptRule.parse(s) for s in DEFAULT_HOSTS]
         self.exchanges: dict[str, _Exchange] = {}
 
     # ------------------------------------------------------------------ options
@@ -209,7 +209,7 @@ class Relay:
         # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
         # api.openai.com) before our hook runs, and an offline or firewalled machine answers
         # Codex's CONNECT with 502: Codex then loops on "Reconnecting..." (contract §2.3).
-        if opts.connection_strategy != "lazy":
+        if "connection_strategy" in opts and opts.connection_strategy != "lazy":
             opts.update(connection_strategy="lazy")
 
     @staticmethod

@@ -1,0 +1,100 @@
+"""The addon's hooks driven directly with mitmproxy's taddons, as mitmproxy tests its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.proxy import mode_specs
+from mitmproxy.test import taddons, tflow, tutils
+
+from mitmrelay.addon import Relay
+
+CLIENT_KEY = "sk-client-openai-key"
+
+
+def responses_flow(body: dict, *, host: str = "api.openai.com") -> http.HTTPFlow:
+    f = tflow.tflow(
+        req=tutils.treq(
+            method=b"POST",
+            scheme=b"https",
+            host=host,
+            port=443,
+            path=b"/v1/responses",
+            headers=http.Headers(
+                host=host, content_type="application/json", authorization=f"Bearer {CLIENT_KEY}"
+            ),
+            content=json.dumps(body).encode(),
+        )
+    )
+    f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("regular")
+    return f
+
+
+class ExplodingRelay(Relay):
+    """A fault injected below the hook: the model mapping raises."""
+
+    def _upstream_model(self, client_model: str) -> str:
+        raise RuntimeError("boom " + CLIENT_KEY)
+
+
+def test_exception_in_request_answers_locally_and_never_forwards():
+    relay = ExplodingRelay()
+    with taddons.context(relay) as tctx:
+        tctx.configure(relay, relay_upstream="https://llm.example/v1")
+        f = responses_flow({"model": "gpt-5.5", "input": "hi"})
+        asyncio.run(relay.request(f))
+    assert f.response is not None and f.response.status_code == 500
+    assert CLIENT_KEY not in f.response.text  # the exception text is not echoed
+    assert f.response.json()["error"]["code"] == "server_error"
+
+
+def test_reroute_rewrites_target_headers_and_key(monkeypatch):
+    monkeypatch.setenv("CODEX_RELAY_API_KEY", "sk-relay")
+    relay = Relay()
+    with taddons.context(relay) as tctx:
+        tctx.configure(
+            relay, relay_upstream="http://127.0.0.1:9/api/v1", relay_model="deepseek-chat"
+        )
+        f = responses_flow({"model": "gpt-5.5", "input": "hi", "stream": True})
+        relay._relay(f)
+    assert f.request.url == "http://127.0.0.1:9/api/v1/chat/completions"
+    assert f.request.headers["authorization"] == "Bearer sk-relay"
+    assert json.loads(f.request.content)["model"] == "deepseek-chat"
+    assert f.metadata["mitmrelay"]["upstream_model"] == "deepseek-chat"
+
+
+def test_lazy_connection_strategy_is_forced():
+    relay = Relay()
+    with taddons.context(Proxyserver(), relay) as tctx:
+        tctx.configure(relay, relay_upstream="https://llm.example/v1")
+        assert tctx.options.connection_strategy == "lazy"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("relay_upstream", "ftp://x", r"http\(s\) URL"),
+        ("relay_reasoning", "loud", "summary, raw, hidden"),
+        ("relay_profile", "nope", "unknown"),
+        ("relay_model_map", ["justone"], "client=upstream"),
+        ("relay_hosts", ["/v1"], "relay_hosts"),
+    ],
+)
+def test_bad_options_are_rejected(option, value, message):
+    relay = Relay()
+    with taddons.context(relay) as tctx, pytest.raises(exceptions.OptionsError, match=message):
+        tctx.configure(relay, **{option: value})
+
+
+def test_unrelated_flow_is_untouched():
+    relay = Relay()
+    with taddons.context(relay) as tctx:
+        tctx.configure(relay, relay_upstream="https://llm.example/v1")
+        f = responses_flow({"model": "m", "input": "x"}, host="example.com")
+        asyncio.run(relay.request(f))
+    assert f.response is None and f.request.host == "example.com"
+    assert f.request.headers["authorization"] == f"Bearer {CLIENT_KEY}"

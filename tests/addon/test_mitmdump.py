@@ -1,0 +1,297 @@
+"""The relay as users run it: a real ``mitmdump -s addon/relay.py`` subprocess, a scripted
+fake Chat upstream, and the official openai SDK (or plain httpx) as the client."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from support.chat_upstream import ChatUpstream, Reply, error, text, tool_call
+from support.mitm import MITMDUMP, RELAY_SCRIPT, MitmRelay
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codex-0.169"
+CLIENT_KEY = "sk-client-openai-key-must-never-leave"
+
+
+def codex_body(name: str, **overrides) -> dict:
+    body = json.loads((FIXTURES / name).read_text())["body"]
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with ChatUpstream(key="sk-relay") as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def relay(upstream, tmp_path_factory):
+    with MitmRelay(tmp_path_factory.mktemp("confdir"), upstream.url) as r:
+        yield r
+
+
+@pytest.fixture
+def client(relay):
+    return openai.OpenAI(api_key=CLIENT_KEY, base_url=f"{relay.url}/v1", max_retries=0)
+
+
+def sse_events(body: bytes) -> list[dict]:
+    return [
+        json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")
+    ]
+
+
+def test_sdk_stream_text_through_real_mitmdump(upstream, client):
+    upstream.enqueue(text("Hello", " from", " upstream", reasoning="thinking hard"))
+    with client.responses.stream(model="deepseek-chat", input="hi") as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert final.output_text == "Hello from upstream"
+    assert final.output[0].type == "reasoning"
+    assert final.usage.input_tokens == 100
+    assert "response.reasoning_summary_text.delta" in kinds
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["headers"]["authorization"] == "Bearer sk-relay"
+    assert sent["json"]["stream_options"] == {"include_usage": True}
+
+
+def test_sdk_create_non_streaming(upstream, client):
+    upstream.enqueue(tool_call("exec_command", {"cmd": "ls"}))
+    response = client.responses.create(model="deepseek-chat", input="list")
+    assert response.output[0].type == "function_call"
+    assert json.loads(response.output[0].arguments) == {"cmd": "ls"}
+    assert upstream.chat_requests()[-1].get("stream") is None
+
+
+def test_real_codex_request_is_translated(upstream, relay):
+    upstream.enqueue(tool_call("apply_patch", {"input": "*** Begin Patch\n*** End Patch\n"}))
+    body = codex_body("05-custom_tool_call-and-output.request.json")
+    r = httpx.post(
+        f"{relay.url}/v1/responses",
+        json=body,
+        timeout=30,
+        headers={
+            "authorization": f"Bearer {CLIENT_KEY}",
+            "x-codex-turn-metadata": "{}",
+            "session-id": "s1",
+        },
+    )
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    done = [e["item"] for e in sse_events(r.content) if e["type"] == "response.output_item.done"]
+    assert done == [
+        {
+            **done[0],
+            "type": "custom_tool_call",
+            "name": "apply_patch",
+            "input": "*** Begin Patch\n*** End Patch\n",
+        }
+    ]
+    sent = upstream.requests[-1]
+    assert sent["json"]["model"] == "gpt-5.5"  # no mapping configured: the client's model
+    assert sent["json"]["messages"][0]["content"].startswith("You are Codex")
+    for header in ("session-id", "x-codex-turn-metadata"):
+        assert header not in sent["headers"]
+    assert CLIENT_KEY not in json.dumps(sent["headers"])
+
+
+def test_zstd_request_body(upstream, relay):
+    zstd = pytest.importorskip("backports.zstd")
+    upstream.enqueue(text("z"))
+    raw = json.dumps({"model": "m", "input": "hi", "stream": True}).encode()
+    r = httpx.post(
+        f"{relay.url}/v1/responses",
+        content=zstd.compress(raw),
+        timeout=30,
+        headers={"content-type": "application/json", "content-encoding": "zstd"},
+    )
+    assert r.status_code == 200
+    assert sse_events(r.content)[-1]["type"] == "response.completed"
+    assert upstream.chat_requests()[-1]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize(
+    ("reply", "status", "code", "retry_after"),
+    [
+        (
+            error(
+                429,
+                {"error": {"message": "Rate limit reached", "type": "requests"}},
+                {"retry-after": "7"},
+            ),
+            429,
+            "rate_limit_exceeded",
+            "7",
+        ),
+        (
+            error(
+                400,
+                {
+                    "object": "error",
+                    "message": "This model's maximum context length is "
+                    "8192 tokens. However, you requested 9000 tokens.",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+            ),
+            400,
+            "context_length_exceeded",
+            None,
+        ),
+        (
+            error(402, {"error": {"message": "Insufficient Balance"}}),
+            429,
+            "insufficient_quota",
+            None,
+        ),
+        (error(500, "upstream exploded"), 500, "server_error", None),
+    ],
+)
+def test_upstream_errors_are_mapped(upstream, relay, reply, status, code, retry_after):
+    upstream.enqueue(reply)
+    r = httpx.post(
+        f"{relay.url}/v1/responses", json={"model": "m", "input": "x", "stream": True}, timeout=30
+    )
+    assert r.status_code == status
+    assert r.json()["error"]["code"] == code
+    assert r.headers.get("retry-after") == retry_after
+
+
+def test_cut_stream_is_never_completed(upstream, relay):
+    upstream.enqueue(Reply(chunks=[{"content": "half"}], cut=True))
+    with httpx.stream(
+        "POST",
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={"model": "m", "input": "x", "stream": True},
+    ) as r:
+        try:
+            body = b"".join(r.iter_raw())
+        except httpx.RemoteProtocolError:
+            body = b""
+    assert b"response.completed" not in body
+
+
+def test_invalid_body_is_answered_locally(upstream, relay):
+    before = len(upstream.requests)
+    r = httpx.post(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={
+            "model": "m",
+            "input": [
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_image", "image_url": 5}],
+                }
+            ],
+        },
+    )
+    assert r.status_code == 400
+    assert "input[0].content[0].image_url" in r.json()["error"]["message"]
+    assert len(upstream.requests) == before
+
+
+def test_websocket_upgrade_gets_426_and_other_paths_404(relay):
+    r = httpx.get(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        headers={"upgrade": "websocket", "connection": "upgrade"},
+    )
+    assert r.status_code == 426
+    r = httpx.post(f"{relay.url}/v1/embeddings", json={}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_models_list_for_sdk(upstream, client):
+    assert [m.id for m in client.models.list()] == ["deepseek-chat", "deepseek-reasoner"]
+
+
+def test_twenty_concurrent_streams(upstream, relay):
+    def one(i: int) -> str:
+        c = openai.OpenAI(api_key="k", base_url=f"{relay.url}/v1", max_retries=0)
+        with c.responses.stream(model="m", input=f"echo {i}") as s:
+            return s.get_final_response().output_text
+
+    upstream.brain = lambda req: text("echo:", req["messages"][-1]["content"])
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(one, range(20)))
+    finally:
+        upstream.brain = None
+    assert results == [f"echo:echo {i}" for i in range(20)]
+
+
+def test_unreachable_upstream_is_a_retryable_json_error(tmp_path):
+    with MitmRelay(tmp_path, "http://127.0.0.1:1/v1") as r:
+        resp = httpx.post(
+            f"{r.url}/v1/responses", json={"model": "m", "input": "x", "stream": True}, timeout=30
+        )
+    assert resp.status_code == 502
+    assert resp.json()["error"]["code"] == "server_error"
+
+
+def test_proxy_mode_relays_openai_and_passes_other_traffic(upstream, tmp_path):
+    with (
+        ChatUpstream() as other,
+        MitmRelay(
+            tmp_path, upstream.url, mode="regular", options={"relay_model": "deepseek-chat"}
+        ) as r,
+    ):
+        upstream.enqueue(text("proxied"))
+        ca = ssl.create_default_context(cafile=str(r.ca))
+        with httpx.Client(proxy=r.url, verify=ca, timeout=30) as c:
+            resp = c.post(
+                "https://api.openai.com/v1/responses",
+                json={"model": "gpt-5.5", "input": "hi", "stream": True},
+                headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            )
+            assert resp.status_code == 200
+            assert (
+                sse_events(resp.content)[-1]["response"]["output"][0]["content"][0]["text"]
+                == "proxied"
+            )
+            ws = c.get(
+                "https://api.openai.com/v1/responses",
+                headers={"upgrade": "websocket", "connection": "upgrade"},
+            )
+            assert ws.status_code == 426
+            # unrelated traffic goes through untouched
+            untouched = c.get(f"{other.url}/models")
+            assert untouched.status_code == 200
+        sent = upstream.requests[-1]
+        assert sent["json"]["model"] == "deepseek-chat"
+        assert sent["headers"]["authorization"] == "Bearer sk-relay"
+        assert other.requests[-1]["path"] == "/v1/models"
+
+
+def test_missing_upstream_fails_at_start(tmp_path):
+    proc = subprocess.run(
+        [
+            str(MITMDUMP),
+            "--mode",
+            "reverse:http://127.0.0.1:1@127.0.0.1:0",
+            "--set",
+            f"confdir={tmp_path}",
+            "-s",
+            str(RELAY_SCRIPT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert proc.returncode != 0
+    assert "relay_upstream" in proc.stdout + proc.stderr
