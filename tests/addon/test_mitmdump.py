@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from support.chat_upstream import ChatUpstream, Reply, error, text, tool_call
+from support.fake_upstream import FakeUpstream, Reply, error, text, tool_call
 from support.mitm import MITMDUMP, RELAY_SCRIPT, MitmRelay
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ def codex_body(name: str, **overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def upstream():
-    with ChatUpstream(key="sk-relay") as up:
+    with FakeUpstream(key="sk-relay") as up:
         yield up
 
 
@@ -245,7 +245,7 @@ def test_unreachable_upstream_is_a_retryable_json_error(tmp_path):
 
 def test_proxy_mode_relays_openai_and_passes_other_traffic(upstream, tmp_path):
     with (
-        ChatUpstream() as other,
+        FakeUpstream() as other,
         MitmRelay(
             tmp_path, upstream.url, mode="regular", options={"relay_model": "deepseek-chat"}
         ) as r,

@@ -12,7 +12,7 @@ Rules it enforces like the real services do (each switchable):
   this server produced for that call is a 400 with DeepSeek's exact wording (providers.md §1.2);
 - message order: every assistant ``tool_calls`` answered by tool messages right after.
 
-Use in-process: ``with ChatUpstream() as up: up.url`` (``http://127.0.0.1:PORT/v1``).
+Use in-process: ``with FakeUpstream() as up: up.url`` (``http://127.0.0.1:PORT/v1``).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _split(text: str, size: int = 6) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
-class ChatUpstream:
+class FakeUpstream:
     def __init__(
         self,
         *,
@@ -112,7 +112,7 @@ class ChatUpstream:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> ChatUpstream:
+    def __enter__(self) -> FakeUpstream:
         self._thread.start()
         fut = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
         fut.result(timeout=10)
