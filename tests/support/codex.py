@@ -182,9 +182,12 @@ class CodexHarness:
         self.proxy, self.ca = proxy, ca
         self.model = model or ("gpt-5.5" if proxy else "deepseek-chat")
         self.runs: list[CodexRun] = []
-        self._write_config(
-            base_url, list(mcp_servers), idle_timeout_ms, stream_max_retries, extra_config
-        )
+        self._config = (list(mcp_servers), idle_timeout_ms, stream_max_retries, extra_config)
+        self._write_config(base_url, *self._config)
+
+    def point_at(self, base_url: str) -> None:
+        """Re-target the custom provider (a restarted relay listens on a new port 0)."""
+        self._write_config(base_url, *self._config)
 
     # ------------------------------------------------------------------ setup
 
