@@ -32,11 +32,11 @@ _CONTEXT_PATTERNS = re.compile(
     "|".join(
         (
             r"context[_ ]length[_ ]exceeded",  # OpenAI code, also in messages
-            r"maximum context length",  # OpenAI, DeepSeek, vLLM, Kimi
+            r"max(?:imum)? context length",  # OpenAI, DeepSeek, vLLM, Kimi, Ollama
             r"context window",  # Anthropic-compatible, Gemini, generic
             r"exceeds? the (?:available )?context size",  # llama.cpp
             r"exceed_context_size",  # llama.cpp error type
-            r"prompt is too long",  # Anthropic-compatible endpoints
+            r"prompt (?:is )?too long",  # Anthropic-compatible endpoints, Ollama
             r"input (?:is )?too long",  # Mistral, Qwen/DashScope ("Range of input length")
             r"range of input length",  # DashScope
             r"too many tokens",  # Ollama, Groq

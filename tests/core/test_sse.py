@@ -1,0 +1,63 @@
+"""The SSE decoder: any chunking gives the same events; bounded; spec details."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mitmrelay.core.errors import UpstreamProtocolError
+from mitmrelay.core.sse import ServerSentEvent, SSEDecoder, encode_comment, encode_event
+
+STREAM = (
+    ": keepalive\r\n\r\n"
+    'event: a\r\ndata: {"x": "é\u2028"}\r\n\r\n'
+    "data: line1\ndata: line2\n\n"
+    "id: 7\nretry: 100\ndata:no-space\r\r"
+    "data: [DONE]"
+).encode()
+EXPECTED = [
+    ServerSentEvent("a", '{"x": "é\u2028"}'),
+    ServerSentEvent(None, "line1\nline2"),
+    ServerSentEvent(None, "no-space"),
+    ServerSentEvent(None, "[DONE]"),
+]
+
+
+def decode(chunks) -> list[ServerSentEvent]:
+    d = SSEDecoder()
+    out = []
+    for c in chunks:
+        out += d.feed(c)
+    return out + d.close()
+
+
+def test_whole_and_byte_at_a_time():
+    assert decode([STREAM]) == EXPECTED
+    assert decode([STREAM[i : i + 1] for i in range(len(STREAM))]) == EXPECTED
+
+
+@given(st.lists(st.integers(0, len(STREAM)), max_size=20))
+def test_any_chunking(cuts):
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    assert decode([STREAM[a:b] for a, b in itertools.pairwise(bounds)]) == EXPECTED
+
+
+def test_event_size_is_bounded():
+    d = SSEDecoder(max_event_bytes=1000)
+    with pytest.raises(UpstreamProtocolError):
+        for _ in range(100):
+            d.feed(b"data: " + b"x" * 50)  # one line that never ends
+    d = SSEDecoder(max_event_bytes=1000)
+    with pytest.raises(UpstreamProtocolError):
+        for _ in range(100):
+            d.feed(b"data: " + b"x" * 50 + b"\n")  # many lines of one event
+
+
+def test_encoder():
+    assert encode_event({"type": "response.created", "n": "é"}) == (
+        'event: response.created\ndata: {"type":"response.created","n":"é"}\n\n'.encode()
+    )
+    assert encode_comment() == b": keepalive\n\n"
