@@ -154,7 +154,7 @@ class CodexHarness:
 
     ``base_url`` set: custom provider ``relay`` at that URL (``model`` is the slug Codex sends).
     ``proxy`` set instead: unmodified Codex, built-in provider, through ``HTTPS_PROXY`` trusting
-    ``ca`` via ``CODEX_CA_CERTIFICATE``.
+    ``ca`` via ``ca_var`` (``CODEX_CA_CERTIFICATE`` by default, or ``SSL_CERT_FILE``).
     """
 
     def __init__(
@@ -163,6 +163,7 @@ class CodexHarness:
         base_url: str | None = None,
         proxy: str | None = None,
         ca: Path | None = None,
+        ca_var: str = "CODEX_CA_CERTIFICATE",
         model: str | None = None,
         workdir: Path | None = None,
         mcp_servers: Iterable[McpServer] = (),
@@ -179,7 +180,7 @@ class CodexHarness:
         self.workdir = workdir or (self.base / "work")
         for d in (self.home, self.codex_home, self.workdir):
             d.mkdir(parents=True, exist_ok=True)
-        self.proxy, self.ca = proxy, ca
+        self.proxy, self.ca, self.ca_var = proxy, ca, ca_var
         self.model = model or ("gpt-5.5" if proxy else "deepseek-chat")
         self.runs: list[CodexRun] = []
         self._config = (list(mcp_servers), idle_timeout_ms, stream_max_retries, extra_config)
@@ -239,7 +240,8 @@ class CodexHarness:
             env["OPENAI_API_KEY"] = CLIENT_KEY
             env["HTTPS_PROXY"] = self.proxy
             if self.ca is not None:
-                env["CODEX_CA_CERTIFICATE"] = str(self.ca)
+                # CODEX_CA_CERTIFICATE or SSL_CERT_FILE: both verified (§2.3).
+                env[self.ca_var] = str(self.ca)
         return env
 
     # ------------------------------------------------------------------ running
