@@ -56,6 +56,8 @@ from mitmrelay.models.responses import (
     ReasoningItem,
     Refusal,
     ResponsesRequest,
+    ToolSearchCallItem,
+    ToolSearchOutputItem,
     UnknownItem,
     UnknownTool,
     describe,
@@ -100,7 +102,11 @@ def parse_request(body: bytes) -> ResponsesRequest:
             raise ClientRequestError(
                 f"request body is not valid JSON: {e.errors()[0]['msg']}"
             ) from None
-        raise ClientRequestError(f"invalid Responses request: {describe(e)}") from None
+        message = describe(e)
+        # ``param`` is the field path, as OpenAI's own 400s name the offending parameter.
+        raise ClientRequestError(
+            f"invalid Responses request: {message}", param=message.split(":", 1)[0]
+        ) from None
 
 
 @dataclass
@@ -108,6 +114,7 @@ class _Conversation:
     profile: Profile
     carrier: ReasoningCarrier | None
     names: NameTable
+    origins: dict[str, ToolOrigin] = field(default_factory=dict)  # filled before items are read
     messages: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_id -> tool message
     output_images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -231,7 +238,9 @@ def _on_function_call(conv: _Conversation, item: FunctionCallItem) -> None:
 def _on_custom_call(conv: _Conversation, item: CustomToolCallItem) -> None:
     # The upstream saw this tool as a function with one string parameter (rule 5).
     name = conv.names.add(item.name, item.namespace)
-    _call(conv, item.call_id, name, json.dumps({"input": item.input}, ensure_ascii=False))
+    origin = conv.origins.get(name)
+    param = origin.input_param if origin is not None else ToolOrigin(item.name).input_param
+    _call(conv, item.call_id, name, json.dumps({param: item.input}, ensure_ascii=False))
 
 
 def _on_output(
@@ -282,6 +291,8 @@ _ITEM_HANDLERS: dict[type, Callable[[_Conversation, Any], None]] = {
     AdditionalToolsItem: _on_additional_tools,
     CompactionItem: _on_compaction,
     CompactionTriggerItem: _on_skip,
+    ToolSearchCallItem: _on_skip,
+    ToolSearchOutputItem: _on_skip,
     UnknownItem: _on_skip,
 }
 
@@ -454,7 +465,7 @@ def translate_request(
     """
     names = NameTable(profile.max_tool_name_len)
     origins: dict[str, ToolOrigin] = {}
-    conv = _Conversation(profile, carrier, names)
+    conv = _Conversation(profile, carrier, names, origins)
     if req.instructions:
         conv.messages.append({"role": "system", "content": req.instructions})
     items = (

@@ -217,6 +217,21 @@ class AdditionalToolsItem(_Model):
     id: str | None = None
 
 
+class ToolSearchCallItem(_Model):
+    """In Codex 0.169's ``ResponseItem`` enum, never seen on the wire (contract §5); kept so a
+    replay of one validates, then skipped: the tool it belongs to is hosted (no Chat form)."""
+
+    type: Literal["tool_search_call"]
+    call_id: str | None = None
+    id: str | None = None
+
+
+class ToolSearchOutputItem(_Model):
+    type: Literal["tool_search_output"]
+    call_id: str | None = None
+    id: str | None = None
+
+
 class UnknownItem(_Model):
     type: str
 
@@ -232,6 +247,8 @@ _ITEM_TYPES = frozenset(
         "compaction",
         "compaction_trigger",
         "additional_tools",
+        "tool_search_call",
+        "tool_search_output",
     }
 )
 InputItem = Annotated[
@@ -244,6 +261,8 @@ InputItem = Annotated[
     | Annotated[CompactionItem, Tag("compaction")]
     | Annotated[CompactionTriggerItem, Tag("compaction_trigger")]
     | Annotated[AdditionalToolsItem, Tag("additional_tools")]
+    | Annotated[ToolSearchCallItem, Tag("tool_search_call")]
+    | Annotated[ToolSearchOutputItem, Tag("tool_search_output")]
     | Annotated[UnknownItem, Tag("unknown")],
     # An item with a role and no type is a message (OpenAI's EasyInputMessage).
     Discriminator(_type_of(_ITEM_TYPES, default="message")),

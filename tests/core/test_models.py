@@ -1,0 +1,212 @@
+"""Wire models: every captured request validates, unknown shapes are kept, errors name the field."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from mitmrelay.core.errors import ClientRequestError
+from mitmrelay.core.request import parse_request, translate_request
+from mitmrelay.models.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
+from mitmrelay.models.responses import (
+    AdditionalToolsItem,
+    CompactionItem,
+    CompactionTriggerItem,
+    CustomTool,
+    FunctionCallOutputItem,
+    HostedTool,
+    InputImage,
+    MessageItem,
+    NamespaceTool,
+    ReasoningItem,
+    ToolSearchCallItem,
+    ToolSearchOutputItem,
+    UnknownItem,
+    UnknownPart,
+    UnknownTool,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codex-0.169"
+BODIES = {
+    p.name: body
+    for p in sorted(FIXTURES.glob("*.json"))
+    if p.name.endswith((".request.json", ".frame.json"))
+    and (body := json.loads(p.read_text()).get("body"))
+}
+
+
+def parse(body: dict) -> object:
+    return parse_request(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("name", sorted(BODIES))
+def test_every_fixture_validates_without_unknowns_and_translates_to_a_valid_chat_request(name):
+    req = parse(BODIES[name])
+    # Codex 0.169 sends nothing we do not model (contract §5, §6).
+    assert not any(isinstance(i, UnknownItem) for i in req.input)
+    assert not any(isinstance(t, UnknownTool) for t in req.tools or ())
+    chat, _ = translate_request(req, upstream_model="up")
+    if req.previous_response_id:
+        # 14d: an incremental websocket frame holds only the new output; without the chain's
+        # history (the state store's job) the output answers no call and is dropped.
+        assert chat["messages"] == []
+        return
+    ChatCompletionRequest.model_validate(chat)
+
+
+def test_item_and_tool_kinds_seen_in_fixtures():
+    lite = parse(BODIES["06-responses-lite-gpt-6.1-sol.request.json"])
+    assert isinstance(lite.input[0], AdditionalToolsItem)
+    assert any(isinstance(t, NamespaceTool) for t in lite.input[0].tools)
+    gpt55 = parse(BODIES["04-gpt-5.5-first-turn.request.json"])
+    kinds = {type(t) for t in gpt55.tools}
+    assert {CustomTool, HostedTool} <= kinds
+    apply_patch = next(t for t in gpt55.tools if isinstance(t, CustomTool))
+    assert apply_patch.format["syntax"] == "lark"
+    after = parse(BODIES["09-function_call_output-with-image.request.json"])
+    output = next(i for i in after.input if isinstance(i, FunctionCallOutputItem))
+    assert any(isinstance(p, InputImage) for p in output.output)
+    remote = parse(BODIES["13a-remote-compaction-v2.request.json"])
+    assert isinstance(remote.input[-1], CompactionTriggerItem)
+    replay = parse(BODIES["13b-after-remote-compaction.request.json"])
+    assert any(isinstance(i, CompactionItem) and i.encrypted_content for i in replay.input)
+    reasoning = next(
+        i
+        for i in parse(BODIES["07-raw-reasoning_text-replay.request.json"]).input
+        if isinstance(i, ReasoningItem) and i.content
+    )
+    assert reasoning.content[0].text
+
+
+def test_plain_string_input_and_typeless_message():
+    assert parse({"model": "m", "input": "hi"}).input == "hi"
+    req = parse({"model": "m", "input": [{"role": "user", "content": "hi"}]})
+    assert isinstance(req.input[0], MessageItem)
+
+
+def test_unknown_fields_items_parts_and_tools_are_kept_and_skipped(caplog):
+    body = {
+        "model": "m",
+        "future_field": {"x": 1},
+        "input": [
+            {"type": "agent_message", "text": "?"},
+            {"type": "agent_message", "text": "??"},
+            {"type": "tool_search_call", "call_id": "ts1", "arguments": {}},
+            {"type": "tool_search_output", "call_id": "ts1", "tools": []},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_audio", "data": "…"},
+                    {"type": "input_text", "text": "x"},
+                ],
+                "status": "completed",
+            },
+        ],
+        "tools": [{"type": "brand_new_tool"}, {"type": "web_search", "external_web_access": False}],
+    }
+    req = parse(body)
+    assert req.model_extra == {"future_field": {"x": 1}}
+    assert [type(i) for i in req.input[:4]] == [
+        UnknownItem,
+        UnknownItem,
+        ToolSearchCallItem,
+        ToolSearchOutputItem,
+    ]
+    assert req.input[0].model_extra == {"text": "?"}
+    assert isinstance(req.input[4].content[0], UnknownPart)
+    assert [type(t) for t in req.tools] == [UnknownTool, HostedTool]
+    with caplog.at_level(logging.INFO, logger="mitmrelay.core.request"):
+        chat, _ = translate_request(req, upstream_model="up")
+    assert chat["messages"] == [{"role": "user", "content": "x"}]
+    assert "tools" not in chat
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum("'agent_message'" in m for m in logged) == 1  # once per type
+    assert any("'brand_new_tool'" in m for m in logged)
+    assert any("'web_search'" in m for m in logged)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (
+            {
+                "model": "m",
+                "input": [
+                    {"role": "user", "content": "a"},
+                    {"role": "user", "content": "b"},
+                    {"role": "user", "content": "c"},
+                    {"role": "user", "content": [{"type": "input_image", "image_url": 5}]},
+                ],
+            },
+            "input[3].content[0].image_url",
+        ),
+        ({"input": "hi"}, "model"),
+        ({"model": "m", "input": [{"type": "function_call", "name": "f"}]}, "input[0].call_id"),
+        ({"model": "m", "input": [{"role": "robot", "content": "x"}]}, "input[0].role"),
+        ({"model": "m", "tools": [{"type": "function"}]}, "tools[0].name"),
+        ({"model": "m", "max_output_tokens": "lots"}, "max_output_tokens"),
+    ],
+)
+def test_validation_errors_name_the_field_path(body, path):
+    with pytest.raises(ClientRequestError) as err:
+        parse(body)
+    assert f"{path}: " in err.value.message
+    assert err.value.param == path and err.value.status == 400
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"not json", b'{"model": "m",}'])
+def test_invalid_json_is_a_client_error(raw):
+    with pytest.raises(ClientRequestError, match="not valid JSON"):
+        parse_request(raw)
+
+
+def test_chat_answer_models_accept_provider_extras():
+    chunk = ChatCompletionChunk.model_validate(
+        {
+            "id": "c1",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "reasoning_content": "think",
+                        "tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "f"}}],
+                        "extra_content": {"google": {"thought_signature": "sig"}},
+                    },
+                    "finish_reason": None,
+                }
+            ],
+        }
+    )
+    assert chunk.choices[0].delta.tool_calls[0].id == "call_1"
+    assert chunk.choices[0].delta.model_extra["extra_content"]["google"]["thought_signature"]
+    usage_only = ChatCompletionChunk.model_validate(
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+    )
+    assert usage_only.usage.total_tokens == 5
+    done = ChatCompletion.model_validate(
+        {
+            "choices": [
+                {
+                    "message": {"role": "assistant", "content": None, "reasoning": "r"},
+                    "finish_reason": "stop",
+                }
+            ]
+        }
+    )
+    assert done.choices[0].message.reasoning == "r"
+
+
+def test_chat_request_model_enforces_what_upstreams_reject():
+    base = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+    ChatCompletionRequest.model_validate(base)
+    for bad in (
+        {**base, "tools": []},  # several backends reject an empty tools array
+        {**base, "messages": []},
+        {**base, "tools": [{"type": "function", "function": {"name": "mcp.demo.echo"}}]},
+    ):
+        with pytest.raises(ValueError):
+            ChatCompletionRequest.model_validate(bad)
