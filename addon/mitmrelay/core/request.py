@@ -132,6 +132,11 @@ class _Conversation:
             and for_calls
             and not last.get("_closed")
         ):
+            # Reasoning between two calls of one turn: Chat has one reasoning field per
+            # assistant message, so it joins what that message already carries.
+            if self.reasoning is not None:
+                last["_reasoning"] = _joined(last.get("_reasoning"), self.reasoning)
+                self.reasoning = None
             return last
         message: dict[str, Any] = {"role": "assistant", "content": None}
         self._attach_reasoning(message)
@@ -210,14 +215,19 @@ def _on_reasoning(conv: _Conversation, item: ReasoningItem) -> None:
             p.text for p in item.summary
         )
         payload = ReasoningPayload(text=text)
-    if conv.reasoning is not None:  # two reasoning items in a row: keep both, in order
-        payload = ReasoningPayload(
-            text="\n\n".join(t for t in (conv.reasoning.text, payload.text) if t),
-            details=conv.reasoning.details + payload.details,
-            signatures={**conv.reasoning.signatures, **payload.signatures},
-            call_ids=conv.reasoning.call_ids + payload.call_ids,
-        )
-    conv.reasoning = payload
+    # Two reasoning items in a row: keep both, in order.
+    conv.reasoning = _joined(conv.reasoning, payload)
+
+
+def _joined(first: ReasoningPayload | None, second: ReasoningPayload) -> ReasoningPayload:
+    if first is None:
+        return second
+    return ReasoningPayload(
+        text="\n\n".join(t for t in (first.text, second.text) if t),
+        details=first.details + second.details,
+        signatures={**first.signatures, **second.signatures},
+        call_ids=first.call_ids + second.call_ids,
+    )
 
 
 def _call(conv: _Conversation, call_id: str, name: str, arguments: str) -> None:
@@ -482,7 +492,14 @@ def translate_request(
             continue
         _ITEM_HANDLERS[type(item)](conv, item)
 
-    chat: dict[str, Any] = {"model": upstream_model, "messages": _ordered(conv)}
+    messages = _ordered(conv)
+    if not messages:
+        raise ClientRequestError(
+            "the request has no input the upstream can read (no messages, and no tool call "
+            "for the tool outputs it carries)",
+            param="input",
+        )
+    chat: dict[str, Any] = {"model": upstream_model, "messages": messages}
     if tools:  # "tools": [] is rejected by several backends (providers.md §1.5)
         chat["tools"] = tools
         if profile.accepts_tool_choice and req.tool_choice is not None:
