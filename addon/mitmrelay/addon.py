@@ -391,6 +391,14 @@ class Relay:
             return
         try:
             request = parse_request(body or b"")
+            if request.previous_response_id:
+                # No conversation store yet (issue 7): answer as OpenAI does for an id it does
+                # not know, rather than translating a history with a hole in it.
+                raise ClientRequestError(
+                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    code="previous_response_not_found",
+                    param="previous_response_id",
+                )
             upstream_model = self._upstream_model(request.model)
             chat, tctx = translate_request(
                 request, upstream_model=upstream_model, profile=self.profile

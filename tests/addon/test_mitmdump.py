@@ -295,3 +295,15 @@ def test_missing_upstream_fails_at_start(tmp_path):
     )
     assert proc.returncode != 0
     assert "relay_upstream" in proc.stdout + proc.stderr
+
+
+def test_unknown_previous_response_id_is_answered_like_openai(upstream, relay):
+    before = len(upstream.requests)
+    r = httpx.post(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={"model": "m", "input": "x", "previous_response_id": "resp_unknown"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "previous_response_not_found"
+    assert len(upstream.requests) == before

@@ -48,12 +48,14 @@ def test_every_fixture_validates_without_unknowns_and_translates_to_a_valid_chat
     # Codex 0.169 sends nothing we do not model (contract §5, §6).
     assert not any(isinstance(i, UnknownItem) for i in req.input)
     assert not any(isinstance(t, UnknownTool) for t in req.tools or ())
-    chat, _ = translate_request(req, upstream_model="up")
     if req.previous_response_id:
         # 14d: an incremental websocket frame holds only the new output; without the chain's
-        # history (the state store's job) the output answers no call and is dropped.
-        assert chat["messages"] == []
+        # history (the state store's job) the output answers no call: nothing to send, which
+        # is a clear client error rather than an empty Chat request.
+        with pytest.raises(ClientRequestError, match="no input the upstream can read"):
+            translate_request(req, upstream_model="up")
         return
+    chat, _ = translate_request(req, upstream_model="up")
     ChatCompletionRequest.model_validate(chat)
 
 
