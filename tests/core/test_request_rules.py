@@ -748,3 +748,16 @@ def test_context_and_response_echo():
     expected = {k: v for k, v in fields.items() if k != "stream"}
     assert dict(ctx.response_echo) == expected
     json.dumps(dict(ctx.response_echo))  # JSON-ready
+
+
+def test_an_output_arriving_after_a_later_message_moves_right_after_its_call():
+    # From the integrator's first version of this file: Chat needs the answer adjacent.
+    messages = msgs([call("c1"), user("interjection"), out("c1")])
+    assert [m["role"] for m in messages] == ["assistant", "tool", "user"]
+    assert messages[1] == TOOL
+
+
+def test_a_request_with_nothing_to_send_is_a_client_error():
+    # 14d without its previous_response_id chain: the output answers no known call.
+    with pytest.raises(ClientRequestError, match="no input the upstream can read"):
+        tr([out("c1")], previous_response_id="resp_unknown")
