@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
+import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.codex import CLIENT_KEY, CodexHarness, McpServer, codex_available
+from support.codex import CLIENT_KEY, CodexHarness, McpServer, codex_available, scrubbed_env
 from support.fake_upstream import (
     DEEPSEEK_MISSING_REASONING,
     FakeUpstream,
@@ -435,8 +437,46 @@ def test_j_system_proxy_mode_unmodified_codex(
     assert run.last_message.strip() == "Done through the proxy."
     chats = up.chat_requests()
     assert len(chats) == 2
+    # Codex's side traffic (chatgpt.com, api.github.com; contract §2.4) is not relayed upstream.
+    assert {r["path"] for r in up.requests} == {"/v1/chat/completions"}
     assert {c["model"] for c in chats} == {"deepseek-chat"}
     for r in up.requests:
         assert r["headers"]["authorization"] == f"Bearer {RELAY_KEY}"
         assert CLIENT_KEY not in json.dumps(r["headers"])
         assert CLIENT_KEY.encode() not in r["raw"]
+
+
+# ---------------------------------------------------------------------------- codex-config
+
+
+def test_codex_config_output_works_verbatim(
+    up: FakeUpstream, relay: MitmRelay, codex_factory: Any
+) -> None:
+    """What `mitmrelay codex-config` prints is a config.toml Codex runs with as is."""
+    config = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("mitmrelay")),
+            "codex-config",
+            "--reverse-port",
+            str(relay.port),
+            "--model",
+            "deepseek-chat",
+        ],
+        env=scrubbed_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    key_var = re.search(r'env_key = "(\w+)"', config)
+    assert key_var, config
+    codex = codex_factory(config_text=config, extra_env={key_var.group(1): "unused-client-key"})
+    up.enqueue(
+        tool_call("exec_command", {"cmd": "printf configured > cfg.txt"}),
+        text("Configured and done."),
+    )
+    run = codex.exec("Write cfg.txt.")
+    assert_ok(run)
+    assert (codex.workdir / "cfg.txt").read_text() == "configured"
+    assert run.last_message.strip() == "Configured and done."
+    assert [c["model"] for c in up.chat_requests()] == ["deepseek-chat", "deepseek-chat"]
+    assert all(b"unused-client-key" not in r["raw"] for r in up.requests)

@@ -170,9 +170,11 @@ class CodexHarness:
         idle_timeout_ms: int = 20000,
         stream_max_retries: int | None = None,
         extra_config: str = "",
+        config_text: str | None = None,
+        extra_env: dict[str, str] | None = None,
         label: str = "codex",
     ) -> None:
-        if (base_url is None) == (proxy is None):
+        if (base_url is None) == (proxy is None) and config_text is None:
             raise ValueError("give exactly one of base_url (custom provider) or proxy")
         self.base = HOMES_ROOT / f"{label}-{uuid.uuid4().hex[:10]}"
         self.home = self.base / "home"
@@ -183,8 +185,13 @@ class CodexHarness:
         self.proxy, self.ca, self.ca_var = proxy, ca, ca_var
         self.model = model or ("gpt-5.5" if proxy else "deepseek-chat")
         self.runs: list[CodexRun] = []
+        self.extra_env = dict(extra_env or {})
         self._config = (list(mcp_servers), idle_timeout_ms, stream_max_retries, extra_config)
-        self._write_config(base_url, *self._config)
+        if config_text is not None:
+            # A config written by someone else (e.g. `mitmrelay codex-config`), used verbatim.
+            (self.codex_home / "config.toml").write_text(config_text)
+        else:
+            self._write_config(base_url, *self._config)
 
     def point_at(self, base_url: str) -> None:
         """Re-target the custom provider (a restarted relay listens on a new port 0)."""
@@ -242,6 +249,7 @@ class CodexHarness:
             if self.ca is not None:
                 # CODEX_CA_CERTIFICATE or SSL_CERT_FILE: both verified (§2.3).
                 env[self.ca_var] = str(self.ca)
+        env.update(self.extra_env)
         return env
 
     # ------------------------------------------------------------------ running
