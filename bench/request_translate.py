@@ -6,6 +6,7 @@ Cases: the largest captured Codex request, and a synthetic 200-turn history of a
 (each turn: user prompt, reasoning, a shell call, its output, an assistant answer). The
 translation measured is what the addon does per request: validate the body
 (``parse_request``), translate it, serialise the Chat request. Target: <= 3x the baseline.
+A third case, 2000 short turns, shows the per-item worst case (little text, many items).
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def synthetic_history(turns: int = 200) -> bytes:
     return json.dumps(base).encode()
 
 
+def many_small_items(turns: int = 2000) -> bytes:
+    """The per-item worst case: short turns (the same shape as above, tiny payloads)."""
+    body = json.loads(synthetic_history(turns))
+    for item in body["input"]:
+        if item.get("type") == "function_call_output":
+            item["output"] = "ok"
+        elif item.get("type") == "reasoning":
+            item["summary"] = [{"type": "summary_text", "text": "ls"}]
+    return json.dumps(body).encode()
+
+
 def best_of(fn, body: bytes, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -90,6 +102,7 @@ def main() -> None:
     for name, body, repeat in (
         ("largest fixture", largest_fixture(), 200),
         ("200-turn history", synthetic_history(), 15),
+        ("2000 short turns", many_small_items(), 15),
     ):
         base, ours = best_of(baseline, body, repeat), best_of(relay, body, repeat)
         print(
