@@ -3,7 +3,8 @@
 Protocol: newline-delimited JSON-RPC 2.0 on stdin/stdout (MCP stdio transport). Codex 0.169.0
 sends ``initialize`` with ``protocolVersion: "2025-06-18"`` (clientInfo ``codex-mcp-client``),
 then ``notifications/initialized`` and ``tools/list`` (observed by teeing its stdin). We answer
-with the version the client asked for, so a later Codex revision is accepted too; ``tools/list`` offers ``echo_tool``; ``tools/call`` answers
+with the version the client asked for, so a later Codex revision is accepted too.
+``tools/list`` offers ``echo_tool``; ``tools/call`` answers
 ``{"content":[{"type":"text","text":"echo: <text>"}]}``. Requests it does not know get JSON-RPC
 error -32601; notifications are ignored. Each call's arguments are appended as one JSON line to
 the file named by ``--calls <path>``, so a test can prove Codex really invoked the tool.
