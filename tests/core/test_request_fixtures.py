@@ -169,3 +169,52 @@ def test_translated_request_is_a_valid_chat_request(name):
         return
     chat, _ = translate(name)
     ChatCompletionRequest.model_validate(chat)
+
+
+def test_local_compaction_request_keeps_the_whole_history_before_the_prompt():
+    # 11: the compaction request replays the turn (reasoning, call, output) then the prompt.
+    chat, _ = translate("11-local-compaction.request.json")
+    roles = [m["role"] for m in chat["messages"]]
+    assert roles == ["system", "system", "user", "user", "assistant", "tool", "user"]
+    assert chat["messages"][4]["tool_calls"][0]["id"] == "call_fake_1"
+    assert chat["messages"][4]["reasoning_content"].startswith("**Planning**")
+    assert chat["messages"][5]["tool_call_id"] == "call_fake_1"
+
+
+def test_after_local_compaction_the_summary_is_a_user_message():
+    # 12: the handoff summary comes back as the last user item; tools are offered again.
+    chat, _ = translate("12-after-local-compaction.request.json")
+    assert [m["role"] for m in chat["messages"]] == ["system", "system", "user", "user", "user"]
+    assert chat["messages"][-1]["content"].startswith("Another language model started")
+    assert chat["tools"] and chat["parallel_tool_calls"] is True
+
+
+def test_remote_compaction_trigger_is_skipped_and_the_history_kept():
+    # 13a: the trigger item has no Chat form; the replayed turn before it still goes up.
+    chat, _ = translate("13a-remote-compaction-v2.request.json")
+    assert chat["messages"][-1]["role"] == "assistant"
+    assert chat["messages"][-1]["content"].startswith("Hello from the fake Responses")
+    # 13b: the opaque compaction blob is skipped; the user turn after it is sent.
+    chat, _ = translate("13b-after-remote-compaction.request.json")
+    assert chat["messages"][-1]["role"] == "user"
+
+
+def test_provider_options_map_and_codex_only_fields_stay_behind():
+    # 16: reasoning effort and summary set in config.toml; service_tier is Codex/OpenAI-only.
+    chat, ctx = translate("16-provider-options.request.json")
+    assert chat["reasoning_effort"] == "high"
+    assert "service_tier" not in chat and "reasoning" not in chat
+    assert ctx.response_echo["service_tier"] == "flex"
+    assert ctx.response_echo["reasoning"] == {"effort": "high", "summary": "detailed"}
+
+
+def test_gpt55_tools_hosted_dropped_freeform_kept():
+    # 04: apply_patch is freeform with a lark grammar; web_search and tool_search are hosted.
+    body = BODIES["04-gpt-5.5-first-turn.request.json"]
+    chat, ctx = translate("04-gpt-5.5-first-turn.request.json")
+    sent = {t["function"]["name"] for t in chat["tools"]}
+    hosted = {t["type"] for t in body["tools"]} & {"web_search", "tool_search"}
+    assert hosted and not hosted & sent
+    assert "apply_patch" in sent and ctx.tools["apply_patch"].freeform
+    assert chat["reasoning_effort"] == "medium"
+    assert ctx.response_echo["tools"] == body["tools"]
