@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -282,25 +283,34 @@ class CodexHarness:
             args += ["resume", "--last"]
         args += ["--", prompt]
         started = time.monotonic()
-        proc = subprocess.run(
+        # The npm launcher (node) starts the Rust binary, which starts shells and MCP servers:
+        # run it in its own process group so a timeout ends all of them, not just the launcher.
+        proc = subprocess.Popen(
             args,
             env=self.env(),
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            stderr += f"\n[harness] codex killed after {timeout}s timeout"
         seconds = time.monotonic() - started
         events = []
-        for line in proc.stdout.splitlines():
+        for line in stdout.splitlines():
             line = line.strip()
             if line.startswith("{"):
                 with contextlib.suppress(ValueError):  # Codex may print non-JSON notices
                     events.append(json.loads(line))
         last = out_file.read_text() if out_file.exists() else ""
-        run = CodexRun(args, proc.returncode, proc.stdout, proc.stderr, last, seconds, events)
+        run = CodexRun(args, proc.returncode, stdout, stderr, last, seconds, events)
         self.runs.append(run)
         return run
 
