@@ -30,7 +30,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
-from .core.completion import completion_as_sse, translate_completion
+from .core.completion import completion_as_sse
 from .core.context import TranslationContext
 from .core.errors import ClientRequestError
 from .core.profiles import GENERIC, PROFILES, Profile
@@ -516,34 +516,26 @@ class Relay:
             flow.metadata[META]["error"] = mapped.code
             return
         translator = self._translator(exchange)
+        exchange.translator = translator
         body = response.get_content(strict=False) or b""
-        if exchange.stream:
-            # SSE was asked for but a whole body came back (some servers ignore "stream"):
-            # translate it as the one-chunk stream it is equivalent to.
-            if not response.headers.get("content-type", "").startswith("text/event-stream"):
-                try:
-                    body = completion_as_sse(body)
-                except ValueError:
-                    body = b"data: {not json}\n\n"  # fails the stream as upstream_invalid_json
-            exchange.translator = translator
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
             out = translator.feed(body) + translator.finish()
+        else:
+            # A whole completion: either "stream" was false, or the server ignored it. It is
+            # the one-chunk stream it is equivalent to (core/completion.py).
+            try:
+                out = translator.feed(completion_as_sse(body)) + translator.finish()
+            except ValueError:
+                out = translator.fail(
+                    "upstream_invalid_json",
+                    f"{self._upstream_base()} answered with a body that is not JSON",
+                )
+        if exchange.stream:
             flow.response = http.Response.make(
                 200, out, {"content-type": "text/event-stream; charset=utf-8"}
             )
-            return
-        result = translate_completion(
-            body,
-            exchange.ctx,
-            response_id=exchange.response_id,
-            created_at=int(time.time()),
-            new_id=lambda k: f"{k}_{secrets.token_hex(8)}",
-            reasoning_mode=ctx.options.relay_reasoning,
-            profile=self.profile,
-            upstream=self._upstream_base(),
-        )
-        exchange.translator = translator
-        translator.response = result
-        flow.response = _json_response(200, result)
+        else:
+            flow.response = _json_response(200, translator.response)
 
     def _answer_models(self, flow: http.HTTPFlow) -> None:
         response = flow.response
