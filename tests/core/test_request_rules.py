@@ -761,3 +761,17 @@ def test_a_request_with_nothing_to_send_is_a_client_error():
     # 14d without its previous_response_id chain: the output answers no known call.
     with pytest.raises(ClientRequestError, match="no input the upstream can read"):
         tr([out("c1")], previous_response_id="resp_unknown")
+
+
+def test_unknown_tools_inside_a_namespace_are_skipped_not_a_400():
+    namespace = {
+        "type": "namespace",
+        "name": "mcp__demo",
+        "tools": [
+            {"type": "function", "name": "echo_tool"},
+            {"type": "web_search"},
+            {"type": "future_kind", "name": "z"},
+        ],
+    }
+    chat, _ = tr([user("u")], tools=[namespace])
+    assert [t["function"]["name"] for t in chat["tools"]] == ["mcp__demo__echo_tool"]

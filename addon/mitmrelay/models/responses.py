@@ -92,6 +92,21 @@ class CustomTool(_Model):
     format: dict[str, Any] | None = None
 
 
+class UnknownTool(_Model):
+    type: str
+
+
+# Inside a namespace only functions and freeform tools have been seen (contract §6); anything
+# else is kept as unknown and skipped, like an unknown top-level tool, never a 400.
+_NESTED_TYPES = frozenset({"function", "custom"})
+NestedTool = Annotated[
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[CustomTool, Tag("custom")]
+    | Annotated[UnknownTool, Tag("unknown")],
+    Discriminator(_type_of(_NESTED_TYPES)),
+]
+
+
 class NamespaceTool(_Model):
     """MCP servers (``mcp__<server>``) and ``multi_agent_v1``: tools grouped under a name that
     Codex needs back on each call (contract §6)."""
@@ -99,7 +114,7 @@ class NamespaceTool(_Model):
     type: Literal["namespace"]
     name: str
     description: str | None = None
-    tools: list[FunctionTool | CustomTool] = Field(default_factory=list)
+    tools: list[NestedTool] = Field(default_factory=list)
 
 
 class HostedTool(_Model):
@@ -116,10 +131,6 @@ class HostedTool(_Model):
         "computer_use_preview",
         "mcp",
     ]
-
-
-class UnknownTool(_Model):
-    type: str
 
 
 _HOSTED = frozenset(HostedTool.model_fields["type"].annotation.__args__)  # type: ignore[union-attr]
