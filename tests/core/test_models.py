@@ -128,6 +128,7 @@ def test_unknown_fields_items_parts_and_tools_are_kept_and_skipped(caplog):
     logged = [r.getMessage() for r in caplog.records]
     assert sum("'agent_message'" in m for m in logged) == 1  # once per type
     assert any("'brand_new_tool'" in m for m in logged)
+    assert sum("'input_audio'" in m for m in logged) == 1  # unknown content parts too
     assert any("'web_search'" in m for m in logged)
 
 

@@ -59,6 +59,7 @@ from mitmrelay.models.responses import (
     ToolSearchCallItem,
     ToolSearchOutputItem,
     UnknownItem,
+    UnknownPart,
     UnknownTool,
     describe,
 )
@@ -195,6 +196,10 @@ def _user_content(parts: str | Sequence[Any]) -> str | list[dict[str, Any]]:
 
 
 def _on_message(conv: _Conversation, item: MessageItem) -> None:
+    if not isinstance(item.content, str):
+        for part in item.content:
+            if isinstance(part, UnknownPart):  # input_file, input_audio, ...: no Chat form here
+                _on_skip(conv, part)
     if item.role in ("developer", "system"):
         conv.messages.append({"role": "system", "content": _text_of(item.content)})
     elif item.role == "user":
@@ -288,7 +293,7 @@ def _on_skip(conv: _Conversation, item: Any) -> None:
     kind = getattr(item, "type", "?")
     if kind not in conv.skipped:
         conv.skipped.add(kind)
-        logger.info("input item of type %r has no Chat form; skipped", kind)
+        logger.info("input of type %r has no Chat Completions form; skipped", kind)
 
 
 _ITEM_HANDLERS: dict[type, Callable[[_Conversation, Any], None]] = {
