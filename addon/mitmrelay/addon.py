@@ -25,11 +25,13 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
+from .core.carrier import SealedReasoningCarrier
 from .core.completion import completion_as_sse
 from .core.context import TranslationContext
 from .core.errors import ClientRequestError
@@ -38,6 +40,7 @@ from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
 from .core.stream import StreamTranslator
 from .core.upstream_errors import map_transport_error, map_upstream_error
+from .keyfile import load_or_create_key
 
 logger = logging.getLogger("mitmrelay")
 
@@ -120,6 +123,7 @@ class Relay:
         self.profile: Profile = GENERIC
         self.rules: list[InterceptRule] = [InterceptRule.parse(s) for s in DEFAULT_HOSTS]
         self.exchanges: dict[str, _Exchange] = {}
+        self.carrier: SealedReasoningCarrier | None = None
 
     # ------------------------------------------------------------------ options
 
@@ -206,6 +210,14 @@ class Relay:
                     )
         if "relay_timeout" in updated and opts.relay_timeout <= 0:
             raise exceptions.OptionsError("relay_timeout must be a positive number of seconds")
+        if "confdir" in updated or self.carrier is None:
+            # Reasoning is sealed into the items Codex replays (core/carrier.py); the key
+            # lives beside mitmproxy's CA so it survives restarts.
+            confdir = Path(opts.confdir).expanduser()
+            try:
+                self.carrier = SealedReasoningCarrier(load_or_create_key(confdir), os.urandom)
+            except (OSError, ValueError) as e:
+                raise exceptions.OptionsError(f"mitmrelay reasoning key: {e}") from e
         # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
         # api.openai.com) before our hook runs, and an offline or firewalled machine answers
         # Codex's CONNECT with 502: Codex then loops on "Reconnecting..." (contract §2.3).
@@ -401,7 +413,7 @@ class Relay:
                 )
             upstream_model = self._upstream_model(request.model)
             chat, tctx = translate_request(
-                request, upstream_model=upstream_model, profile=self.profile
+                request, upstream_model=upstream_model, profile=self.profile, carrier=self.carrier
             )
         except ClientRequestError as e:
             flow.response = _json_response(
@@ -492,6 +504,7 @@ class Relay:
             created_at=int(time.time()),
             new_id=lambda kind: f"{kind}_{prefix}{next(counter):04d}",
             reasoning_mode=ctx.options.relay_reasoning,
+            carrier=self.carrier,
             profile=self.profile,
             upstream=self._upstream_base(),
         )

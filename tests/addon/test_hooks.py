@@ -41,10 +41,10 @@ class ExplodingRelay(Relay):
         raise RuntimeError("boom " + CLIENT_KEY)
 
 
-def test_exception_in_request_answers_locally_and_never_forwards():
+def test_exception_in_request_answers_locally_and_never_forwards(tmp_path):
     relay = ExplodingRelay()
     with taddons.context(relay) as tctx:
-        tctx.configure(relay, relay_upstream="https://llm.example/v1")
+        tctx.configure(relay, confdir=str(tmp_path), relay_upstream="https://llm.example/v1")
         f = responses_flow({"model": "gpt-5.5", "input": "hi"})
         asyncio.run(relay.request(f))
     assert f.response is not None and f.response.status_code == 500
@@ -52,7 +52,7 @@ def test_exception_in_request_answers_locally_and_never_forwards():
     assert f.response.json()["error"]["code"] == "server_error"
 
 
-def test_reroute_rewrites_target_headers_and_key(monkeypatch):
+def test_reroute_rewrites_target_headers_and_key(monkeypatch, tmp_path):
     monkeypatch.setenv("CODEX_RELAY_API_KEY", "sk-relay")
     relay = Relay()
     with taddons.context(relay) as tctx:
@@ -67,10 +67,10 @@ def test_reroute_rewrites_target_headers_and_key(monkeypatch):
     assert f.metadata["mitmrelay"]["upstream_model"] == "deepseek-chat"
 
 
-def test_lazy_connection_strategy_is_forced():
+def test_lazy_connection_strategy_is_forced(tmp_path):
     relay = Relay()
     with taddons.context(Proxyserver(), relay) as tctx:
-        tctx.configure(relay, relay_upstream="https://llm.example/v1")
+        tctx.configure(relay, confdir=str(tmp_path), relay_upstream="https://llm.example/v1")
         assert tctx.options.connection_strategy == "lazy"
 
 
@@ -84,16 +84,16 @@ def test_lazy_connection_strategy_is_forced():
         ("relay_hosts", ["/v1"], "relay_hosts"),
     ],
 )
-def test_bad_options_are_rejected(option, value, message):
+def test_bad_options_are_rejected(option, value, message, tmp_path):
     relay = Relay()
     with taddons.context(relay) as tctx, pytest.raises(exceptions.OptionsError, match=message):
-        tctx.configure(relay, **{option: value})
+        tctx.configure(relay, confdir=str(tmp_path), **{option: value})
 
 
-def test_unrelated_flow_is_untouched():
+def test_unrelated_flow_is_untouched(tmp_path):
     relay = Relay()
     with taddons.context(relay) as tctx:
-        tctx.configure(relay, relay_upstream="https://llm.example/v1")
+        tctx.configure(relay, confdir=str(tmp_path), relay_upstream="https://llm.example/v1")
         f = responses_flow({"model": "m", "input": "x"}, host="example.com")
         asyncio.run(relay.request(f))
     assert f.response is None and f.request.host == "example.com"

@@ -307,3 +307,74 @@ def test_unknown_previous_response_id_is_answered_like_openai(upstream, relay):
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "previous_response_not_found"
     assert len(upstream.requests) == before
+
+
+def _reasoning_items(body: bytes) -> list[dict]:
+    return [
+        e["item"]
+        for e in sse_events(body)
+        if e["type"] == "response.output_item.done" and e["item"]["type"] == "reasoning"
+    ]
+
+
+def test_sealed_reasoning_survives_a_relay_restart(upstream, tmp_path):
+    confdir = tmp_path / "conf"
+    upstream.enqueue(
+        tool_call(
+            "exec_command", {"cmd": "ls"}, call_id="call_r", reasoning="private chain of thought"
+        )
+    )
+    with MitmRelay(
+        confdir, upstream.url, key="sk-relay", options={"relay_reasoning": "hidden"}
+    ) as first:
+        r = httpx.post(
+            f"{first.url}/v1/responses",
+            timeout=30,
+            json={"model": "m", "input": "go", "stream": True},
+        )
+    (item,) = _reasoning_items(r.content)
+    assert item["encrypted_content"].startswith("mr1.")
+    assert "private chain" not in item["encrypted_content"]
+    call = next(
+        e["item"]
+        for e in sse_events(r.content)
+        if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
+    )
+    replay = [
+        {"type": "message", "role": "user", "content": "go"},
+        {**item, "summary": []},  # only the sealed blob carries the text
+        call,
+        {"type": "function_call_output", "call_id": "call_r", "output": "a.txt"},
+    ]
+    upstream.enqueue(text("done"))
+    with MitmRelay(confdir, upstream.url, key="sk-relay") as second:  # a new process
+        r2 = httpx.post(
+            f"{second.url}/v1/responses",
+            timeout=30,
+            json={"model": "m", "input": replay, "stream": True},
+        )
+    assert sse_events(r2.content)[-1]["type"] == "response.completed"
+    assistant = upstream.chat_requests()[-1]["messages"][1]
+    assert assistant["reasoning_content"] == "private chain of thought"
+
+
+def test_foreign_reasoning_blob_falls_back_to_the_summary(upstream, relay):
+    upstream.enqueue(text("ok"))
+    replay = [
+        {"type": "message", "role": "user", "content": "go"},
+        {
+            "type": "reasoning",
+            "id": "rs_x",
+            "encrypted_content": "gAAAAA-OPENAI-BLOB",
+            "summary": [{"type": "summary_text", "text": "readable summary"}],
+        },
+        {"type": "function_call", "call_id": "c9", "name": "exec_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c9", "output": "x"},
+    ]
+    r = httpx.post(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={"model": "m", "input": replay, "stream": True},
+    )
+    assert r.status_code == 200
+    assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "readable summary"

@@ -1,0 +1,84 @@
+"""The sealed reasoning carrier: upstream reasoning inside the reasoning item Codex replays.
+
+Codex sends every reasoning item back verbatim on every later call, ``encrypted_content``
+included, even after ``codex exec resume`` in a new process (codex-contract.md §7.3). So the
+provider's reasoning and its extras (``reasoning_details``, Gemini thought signatures per call)
+can travel with the conversation itself and survive relay restarts, with no server-side state.
+
+Blob format (text, safe in JSON): ``mr1.`` + urlsafe-base64(nonce[12] || AES-GCM(ciphertext ||
+tag)). The ``mr1.`` prefix is also the associated data, so a blob cannot be replayed under
+another version. The plaintext is compact JSON of the ``ReasoningPayload``.
+
+Opening never raises: a blob from OpenAI (``gAAAA…``), another relay (another key), or one that
+was altered is ignored with one log line, and the caller falls back to the readable summary.
+Encrypted reasoning is scoped to the issuing key, as providers scope theirs (OpenRouter:
+``The encrypted content for item rs_… could not be verified``, providers.md §1.2).
+
+The key and the nonces are injected (the core reads no files and draws no randomness).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .reasoning import ReasoningPayload
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "mr1."
+KEY_BYTES = 32
+NONCE_BYTES = 12
+
+
+class SealedReasoningCarrier:
+    """``ReasoningCarrier`` with AES-256-GCM. ``nonce_source(n)`` returns n fresh random bytes
+    (``os.urandom`` in production)."""
+
+    def __init__(self, key: bytes, nonce_source: Callable[[int], bytes]) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"the reasoning key must be {KEY_BYTES} bytes, got {len(key)}")
+        self._aead = AESGCM(key)
+        self._nonce = nonce_source
+
+    def seal(self, payload: ReasoningPayload) -> str:
+        plain = json.dumps(
+            {
+                "t": payload.text,
+                "d": [dict(d) for d in payload.details],
+                "s": dict(payload.signatures),
+                "c": list(payload.call_ids),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        nonce = self._nonce(NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plain, PREFIX.encode())
+        return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def open(self, blob: str) -> ReasoningPayload | None:
+        if not blob.startswith(PREFIX):
+            logger.debug("reasoning blob not made by mitmrelay; using its readable text")
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(blob[len(PREFIX) :] + "=" * (-len(blob) % 4))
+            plain = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], PREFIX.encode())
+            data = json.loads(plain)
+            return ReasoningPayload(
+                text=str(data.get("t", "")),
+                details=tuple(d for d in data.get("d", ()) if isinstance(d, dict)),
+                signatures={str(k): str(v) for k, v in dict(data.get("s", {})).items()},
+                call_ids=tuple(str(c) for c in data.get("c", ())),
+            )
+        except (InvalidTag, ValueError, binascii.Error, TypeError, AttributeError):
+            logger.info(
+                "a reasoning blob did not open (another relay's key, or altered); "
+                "using its readable text instead"
+            )
+            return None

@@ -1,0 +1,78 @@
+"""The sealed reasoning carrier: round trip, and every blob it must refuse quietly."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import stat
+
+import pytest
+
+from mitmrelay.core.carrier import PREFIX, SealedReasoningCarrier
+from mitmrelay.core.reasoning import ReasoningPayload
+from mitmrelay.keyfile import KEY_FILE, load_or_create_key
+
+KEY = bytes(range(32))
+PAYLOAD = ReasoningPayload(
+    text="I should run ls — carefully.",
+    details=({"type": "reasoning.encrypted", "data": "opaque=="},),
+    signatures={"call_1": "sig/+=="},
+    call_ids=("call_1", "call_2"),
+)
+
+
+def carrier(key: bytes = KEY) -> SealedReasoningCarrier:
+    counter = itertools.count()
+    return SealedReasoningCarrier(key, lambda n: next(counter).to_bytes(n, "big"))
+
+
+def test_round_trip_and_versioned_text_blob():
+    blob = carrier().seal(PAYLOAD)
+    assert blob.startswith(PREFIX) and blob.isascii()
+    assert "carefully" not in blob  # encrypted, not encoded
+    assert carrier().open(blob) == PAYLOAD
+
+
+def test_nonces_differ_per_seal():
+    c = carrier()
+    assert c.seal(PAYLOAD) != c.seal(PAYLOAD)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        "gAAAAA-FAKE-ENCRYPTED-REASONING-BLOB-0123456789",  # OpenAI's own (fixture 02)
+        PREFIX,
+        PREFIX + "!!!not base64!!!",
+        PREFIX + base64.urlsafe_b64encode(b"short").decode(),
+        "mr2." + "A" * 40,
+    ],
+)
+def test_foreign_or_malformed_blobs_are_ignored(blob):
+    assert carrier().open(blob) is None
+
+
+def test_tampered_and_other_key_blobs_are_ignored():
+    blob = carrier().seal(PAYLOAD)
+    flipped = blob[:-3] + ("A" if blob[-3] != "A" else "B") + blob[-2:]
+    assert carrier().open(flipped) is None
+    assert carrier(bytes(32)).open(blob) is None
+
+
+def test_key_length_is_checked():
+    with pytest.raises(ValueError):
+        SealedReasoningCarrier(b"short", os.urandom)
+
+
+def test_key_file_is_created_once_private_and_reused(tmp_path):
+    key = load_or_create_key(tmp_path / "conf")
+    path = tmp_path / "conf" / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_key(tmp_path / "conf") == key and len(key) == 32
+
+
+def test_a_corrupt_key_file_is_an_error_not_a_new_key(tmp_path):
+    (tmp_path / KEY_FILE).write_text("nope")
+    with pytest.raises(ValueError, match="does not hold"):
+        load_or_create_key(tmp_path)
