@@ -84,6 +84,9 @@ def model_catalog(slug: str, *, context_window: int = 128000) -> dict[str, Any]:
                 "supported_in_api": True,
                 "priority": 1,
                 "upgrade": None,
+                # Required (Codex 0.169 refuses an entry lacking both this and
+                # model_messages.instructions_template) and it replaces the ~17 KB default
+                # prompt (§1.2); proxy-mode runs (gpt-5.5) still send the full default prompt.
                 "base_instructions": (
                     "You are a coding agent running in a terminal. Use the tools to act."
                 ),
