@@ -189,13 +189,17 @@ def test_after_local_compaction_the_summary_is_a_user_message():
     assert chat["tools"] and chat["parallel_tool_calls"] is True
 
 
-def test_remote_compaction_trigger_is_skipped_and_the_history_kept():
-    # 13a: the trigger item has no Chat form; the replayed turn before it still goes up.
-    chat, _ = translate("13a-remote-compaction-v2.request.json")
-    assert chat["messages"][-1]["role"] == "assistant"
-    assert chat["messages"][-1]["content"].startswith("Hello from the fake Responses")
-    # 13b: the opaque compaction blob is skipped; the user turn after it is sent.
-    chat, _ = translate("13b-after-remote-compaction.request.json")
+def test_remote_compaction_trigger_asks_the_upstream_for_a_summary():
+    # 13a: the input ends with compaction_trigger (contract §9): the replayed history goes up,
+    # then Codex's own compaction prompt, and no tools.
+    chat, ctx = translate("13a-remote-compaction-v2.request.json")
+    assert ctx.compaction
+    assert chat["messages"][-2]["content"].startswith("Hello from the fake Responses")
+    assert chat["messages"][-1]["content"].startswith("You are performing a CONTEXT CHECKPOINT")
+    assert "tools" not in chat and "tool_choice" not in chat
+    # 13b: OpenAI's own opaque compaction blob cannot be opened: skipped; the turn is sent.
+    chat, ctx = translate("13b-after-remote-compaction.request.json")
+    assert not ctx.compaction
     assert chat["messages"][-1]["role"] == "user"
 
 

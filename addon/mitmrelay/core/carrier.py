@@ -33,6 +33,7 @@ from .reasoning import ReasoningPayload
 logger = logging.getLogger(__name__)
 
 PREFIX = "mr1."
+COMPACTION_PREFIX = "mrc1."  # a sealed compaction summary (core/compaction.py)
 KEY_BYTES = 32
 NONCE_BYTES = 12
 
@@ -58,17 +59,40 @@ class SealedReasoningCarrier:
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode()
+        return PREFIX + self._encrypt(plain, PREFIX)
+
+    def seal_compaction(self, summary: str) -> str:
+        """A remote-compaction summary, sealed like reasoning under its own prefix."""
+        return COMPACTION_PREFIX + self._encrypt(summary.encode(), COMPACTION_PREFIX)
+
+    def open_compaction(self, blob: str) -> str | None:
+        """The summary, or None for a blob this relay did not make or that was altered."""
+        plain = self._decrypt(blob, COMPACTION_PREFIX)
+        return plain.decode("utf-8", errors="replace") if plain is not None else None
+
+    def _encrypt(self, plain: bytes, prefix: str) -> str:
         nonce = self._nonce(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plain, PREFIX.encode())
-        return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+        sealed = self._aead.encrypt(nonce, plain, prefix.encode())
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def _decrypt(self, blob: str, prefix: str) -> bytes | None:
+        if not blob.startswith(prefix):
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(blob[len(prefix) :] + "=" * (-len(blob) % 4))
+            return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], prefix.encode())
+        except (InvalidTag, ValueError, binascii.Error):
+            logger.info("a sealed blob did not open (another relay's key, or altered); ignored")
+            return None
 
     def open(self, blob: str) -> ReasoningPayload | None:
         if not blob.startswith(PREFIX):
             logger.debug("reasoning blob not made by mitmrelay; using its readable text")
             return None
+        plain = self._decrypt(blob, PREFIX)
+        if plain is None:
+            return None
         try:
-            raw = base64.urlsafe_b64decode(blob[len(PREFIX) :] + "=" * (-len(blob) % 4))
-            plain = self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], PREFIX.encode())
             data = json.loads(plain)
             return ReasoningPayload(
                 text=str(data.get("t", "")),
@@ -76,9 +100,6 @@ class SealedReasoningCarrier:
                 signatures={str(k): str(v) for k, v in dict(data.get("s", {})).items()},
                 call_ids=tuple(str(c) for c in data.get("c", ())),
             )
-        except (InvalidTag, ValueError, binascii.Error, TypeError, AttributeError):
-            logger.info(
-                "a reasoning blob did not open (another relay's key, or altered); "
-                "using its readable text instead"
-            )
+        except (ValueError, TypeError, AttributeError):
+            logger.info("a reasoning blob held no payload; using its readable text instead")
             return None

@@ -52,3 +52,5 @@ class TranslationContext:
     tools: Mapping[str, ToolOrigin] = field(default_factory=dict)
     response_echo: Mapping[str, Any] = field(default_factory=dict)
     stream: bool = True
+    # Remote compaction (core/compaction.py): the answer is one sealed ``compaction`` item.
+    compaction: bool = False

@@ -64,6 +64,7 @@ from mitmrelay.models.responses import (
     describe,
 )
 
+from .compaction import COMPACTION_PROMPT, summary_message
 from .context import ToolOrigin, TranslationContext
 from .errors import ClientRequestError
 from .profiles import GENERIC, Profile
@@ -286,7 +287,16 @@ def _on_additional_tools(conv: _Conversation, item: AdditionalToolsItem) -> None
 
 
 def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
-    logger.info("compaction item cannot be expanded without the relay's state; skipped")
+    # A compaction item the relay sealed stands for the history it summarised: open it into
+    # the message Codex itself writes after a local compaction (core/compaction.py).
+    summary = None
+    if item.encrypted_content and conv.carrier is not None:
+        summary = conv.carrier.open_compaction(item.encrypted_content)
+    if summary is None:
+        logger.info("compaction item not made by this relay (or altered); skipped")
+        return
+    conv.reasoning = None
+    conv.messages.append(summary_message(summary))
 
 
 def _on_skip(conv: _Conversation, item: Any) -> None:
@@ -497,6 +507,12 @@ def translate_request(
             continue
         _ITEM_HANDLERS[type(item)](conv, item)
 
+    # Remote compaction (contract §9): the input ends with a compaction_trigger; the upstream is
+    # asked for a handoff summary with Codex's own prompt, and no tools.
+    compaction = bool(items) and isinstance(items[-1], CompactionTriggerItem)
+    if compaction:
+        conv.messages.append({"role": "user", "content": COMPACTION_PROMPT})
+        tools = []
     messages = _ordered(conv)
     if not messages:
         raise ClientRequestError(
@@ -545,5 +561,6 @@ def translate_request(
         tools=origins,
         response_echo=echo,
         stream=req.stream,
+        compaction=compaction,
     )
     return chat, context

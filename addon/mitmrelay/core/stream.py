@@ -158,6 +158,7 @@ class StreamTranslator:
         self._by_upstream_id: dict[str, _ToolCall] = {}
         self.call_id_map: dict[str, str] = {}  # client call_id -> upstream id, when changed
         self._finish_reason: str | None = None
+        self._summary: list[str] | None = [] if ctx.compaction else None  # remote compaction
         self._usage: dict[str, Any] | None = None
         self.response: dict[str, Any] = self._response_object("in_progress")
 
@@ -296,6 +297,8 @@ class StreamTranslator:
     # ----------------------------------------------------------------- reasoning
 
     def _reasoning(self, text: str) -> None:
+        if self._summary is not None:
+            return  # a compaction answer is one summary item: thinking is not part of it
         if self._msg_id is not None:
             self._close_message()
         if self._rs_id is None:
@@ -376,6 +379,9 @@ class StreamTranslator:
     # ----------------------------------------------------------------- text
 
     def _text(self, text: str) -> None:
+        if self._summary is not None:
+            self._summary.append(text)  # becomes the sealed compaction item at the end
+            return
         if self._rs_id is not None:
             self._close_reasoning()
         if self._msg_id is None:
@@ -434,6 +440,8 @@ class StreamTranslator:
     # ----------------------------------------------------------------- tool calls
 
     def _tool_call_delta(self, tc: Mapping[str, Any]) -> None:
+        if self._summary is not None:
+            return  # no tools were offered for a compaction; a stray call is not a summary
         call = self._call_for(tc)
         fn = tc.get("function") or {}
         name = fn.get("name")
@@ -650,6 +658,13 @@ class StreamTranslator:
                 "upstream_stream_incomplete",
                 f"{self._upstream} ended the stream without a finish_reason",
             )
+        if self._summary is not None:
+            self._compaction_item()
+            self._terminal(
+                "incomplete" if truncated else "completed",
+                {"reason": "max_output_tokens"} if truncated else None,
+            )
+            return
         self._close_reasoning()
         self._close_message()
         calls = [c for c in self._calls if not (truncated and not _parses(c.arguments))]
@@ -665,6 +680,23 @@ class StreamTranslator:
         else:
             # "stop" with tool calls is Gemini's way (providers.md §1.3): a call is a call.
             self._terminal("completed", None)
+
+    def _compaction_item(self) -> None:
+        """Codex's built-in provider needs exactly one ``compaction`` item back
+        (codex-contract.md §9); its blob is the upstream's summary, sealed."""
+        summary = "".join(self._summary or ())
+        if not summary.strip():
+            raise _Failure("empty_compaction", f"{self._upstream} returned an empty summary")
+        if self._carrier is None:
+            raise _Failure("relay_misconfigured", "remote compaction needs the relay's key")
+        index = self._take_index()
+        item = {
+            "id": self._new_id("cmp"),
+            "type": "compaction",
+            "encrypted_content": self._carrier.seal_compaction(summary),
+        }
+        self._emit({"type": "response.output_item.added", "output_index": index, "item": item})
+        self._finish_item(index, item)
 
     def _fail(self, reason: str, message: str) -> None:
         if self.phase is Phase.DONE:
