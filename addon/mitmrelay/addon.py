@@ -31,10 +31,12 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
+from .core.bounds import BoundedLRU, Limits
 from .core.carrier import SealedReasoningCarrier
 from .core.completion import completion_as_sse
 from .core.context import TranslationContext
 from .core.errors import ClientRequestError
+from .core.history import conversation_record, history_items
 from .core.profiles import GENERIC, PROFILES, Profile
 from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
@@ -87,6 +89,7 @@ class _Exchange:
     started: float
     stream: bool
     translator: StreamTranslator | None = None
+    input_items: list[Any] = field(default_factory=list)  # full input, history included
     stored: list[bytes] = field(default_factory=list)
     stored_bytes: int = 0
 
@@ -124,6 +127,8 @@ class Relay:
         self.rules: list[InterceptRule] = [InterceptRule.parse(s) for s in DEFAULT_HOSTS]
         self.exchanges: dict[str, _Exchange] = {}
         self.carrier: SealedReasoningCarrier | None = None
+        # response id -> conversation, for clients that chain with previous_response_id.
+        self.history: BoundedLRU[dict] = BoundedLRU(Limits(), time.monotonic)
 
     # ------------------------------------------------------------------ options
 
@@ -175,6 +180,24 @@ class Relay:
             "with a retryable error.",
         )
         loader.add_option(
+            "relay_history_entries",
+            int,
+            Limits().max_entries,
+            "Conversations kept for previous_response_id (least recently used evicted first).",
+        )
+        loader.add_option(
+            "relay_history_mb",
+            int,
+            Limits().max_bytes // (1024 * 1024),
+            "Megabytes of conversations kept for previous_response_id.",
+        )
+        loader.add_option(
+            "relay_history_ttl",
+            int,
+            int(Limits().ttl_s),
+            "Seconds a conversation is kept for previous_response_id.",
+        )
+        loader.add_option(
             "relay_profile",
             str,
             GENERIC.name,
@@ -208,6 +231,18 @@ class Relay:
                     raise exceptions.OptionsError(
                         f"relay_model_map entries are client=upstream, got {spec!r}"
                     )
+        history_opts = {"relay_history_entries", "relay_history_mb", "relay_history_ttl"}
+        if history_opts & updated and all(name in opts for name in history_opts):
+            if min(getattr(opts, name) for name in history_opts) <= 0:
+                raise exceptions.OptionsError("relay_history_* options must be positive")
+            self.history = BoundedLRU(
+                Limits(
+                    opts.relay_history_entries,
+                    opts.relay_history_mb * 1024 * 1024,
+                    float(opts.relay_history_ttl),
+                ),
+                time.monotonic,
+            )
         if "relay_timeout" in updated and opts.relay_timeout <= 0:
             raise exceptions.OptionsError("relay_timeout must be a positive number of seconds")
         if "confdir" in updated or self.carrier is None:
@@ -403,17 +438,25 @@ class Relay:
             return
         try:
             request = parse_request(body or b"")
+            history: list[Any] = []
             if request.previous_response_id:
-                # No conversation store yet (issue 7): answer as OpenAI does for an id it does
-                # not know, rather than translating a history with a hole in it.
-                raise ClientRequestError(
-                    f"Previous response with id '{request.previous_response_id}' not found.",
-                    code="previous_response_not_found",
-                    param="previous_response_id",
-                )
+                record = self.history.get(request.previous_response_id)
+                if record is None:
+                    # As OpenAI answers an id it does not know (or no longer keeps): never
+                    # translate a history with a hole in it.
+                    raise ClientRequestError(
+                        f"Previous response with id '{request.previous_response_id}' not found.",
+                        code="previous_response_not_found",
+                        param="previous_response_id",
+                    )
+                history = history_items(record)
             upstream_model = self._upstream_model(request.model)
             chat, tctx = translate_request(
-                request, upstream_model=upstream_model, profile=self.profile, carrier=self.carrier
+                request,
+                upstream_model=upstream_model,
+                profile=self.profile,
+                history=history,
+                carrier=self.carrier,
             )
         except ClientRequestError as e:
             flow.response = _json_response(
@@ -425,6 +468,9 @@ class Relay:
             response_id="resp_" + secrets.token_hex(12),
             started=time.monotonic(),
             stream=bool(chat.get("stream")),
+            input_items=[*history, *request.input]
+            if isinstance(request.input, list)
+            else [*history, {"type": "message", "role": "user", "content": request.input}],
         )
         self.exchanges[flow.id] = exchange
         self._reroute(flow, "/chat/completions", json.dumps(chat).encode())
@@ -567,7 +613,16 @@ class Relay:
         models = [{"id": i, "object": "model", "created": 0, "owned_by": "mitmrelay"} for i in ids]
         flow.response = _json_response(200, {"object": "list", "data": models, "models": []})
 
+    def _remember(self, exchange: _Exchange) -> None:
+        """Keep a finished conversation for previous_response_id (core/history.py)."""
+        response = exchange.translator.response if exchange.translator else None
+        if not response or response.get("status") not in ("completed", "incomplete"):
+            return
+        record, size = conversation_record(exchange.input_items, response["output"])
+        self.history.put(exchange.response_id, record, size)
+
     def _annotate(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        self._remember(exchange)
         meta = flow.metadata.setdefault(META, {})
         response = exchange.translator.response if exchange.translator else None
         status = (response or {}).get("status") or (

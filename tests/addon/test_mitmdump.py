@@ -378,3 +378,28 @@ def test_foreign_reasoning_blob_falls_back_to_the_summary(upstream, relay):
     )
     assert r.status_code == 200
     assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "readable summary"
+
+
+def test_previous_response_id_chains_through_the_relay(upstream, client):
+    upstream.enqueue(tool_call("exec_command", {"cmd": "ls"}, call_id="call_chain"))
+    first = client.responses.create(model="m", input="list the files")
+    upstream.enqueue(text("two files"))
+    second = client.responses.create(
+        model="m",
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": "call_chain", "output": "a b"}],
+    )
+    assert second.output_text == "two files"
+    sent = upstream.chat_requests()[-1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[0]["content"] == "list the files" and sent[2]["content"] == "a b"
+    upstream.enqueue(text("three"))
+    third = client.responses.create(model="m", previous_response_id=second.id, input="more?")
+    assert third.output_text == "three"
+    assert [m["role"] for m in upstream.chat_requests()[-1]["messages"]] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
