@@ -40,6 +40,7 @@ from .core.history import conversation_record, history_items
 from .core.profiles import GENERIC, PROFILES, Profile
 from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
+from .core.sse import encode_comment
 from .core.stream import StreamTranslator
 from .core.upstream_errors import map_transport_error, map_upstream_error
 from .keyfile import load_or_create_key
@@ -62,6 +63,7 @@ CLIENT_ONLY_HEADERS = (
     "x-client-request-id",
     "cookie",
 )
+KEEPALIVE = encode_comment("keepalive")
 MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
 
 
@@ -111,7 +113,10 @@ class _StreamAdapter:
             logger.exception("relay: stream adapter failed")
             out = translator.fail("server_error", "relay failed while translating the stream")
         if not out:
-            return []
+            # Upstream bytes but no complete event (an SSE comment such as DeepSeek's
+            # ": keep-alive" while the model thinks, or half an event): pass a keep-alive on,
+            # so the client sees the connection is alive. Never b"": it ends an HTTP/1 body.
+            return [KEEPALIVE] if data else []
         if self.exchange.stored_bytes < MAX_STORED_STREAM_BYTES:
             self.exchange.stored.append(out)
             self.exchange.stored_bytes += len(out)

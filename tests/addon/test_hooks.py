@@ -12,6 +12,7 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow, tutils
 
 from mitmrelay.addon import Relay
+from mitmrelay.core.routing import Route
 
 CLIENT_KEY = "sk-client-openai-key"
 
@@ -98,3 +99,40 @@ def test_unrelated_flow_is_untouched(tmp_path):
         asyncio.run(relay.request(f))
     assert f.response is None and f.request.host == "example.com"
     assert f.request.headers["authorization"] == f"Bearer {CLIENT_KEY}"
+
+
+@pytest.mark.parametrize("mode", ["transparent", "wireguard", "local"])
+def test_ip_addressed_modes_match_by_pretty_host(mode, tmp_path):
+    # In transparent, wireguard and local modes request.host is an IP; Host / SNI name the
+    # service (mitmproxy-notes §2).
+    relay = Relay()
+    with taddons.context(relay) as tctx:
+        tctx.configure(relay, confdir=str(tmp_path), relay_upstream="http://127.0.0.1:9/v1")
+        f = responses_flow({"model": "m", "input": "x"}, host="127.0.0.2")
+        f.request.headers["host"] = "api.openai.com"
+        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse(mode)
+        assert f.request.pretty_host == "api.openai.com"
+        assert relay._route(f) is Route.RESPONSES
+        relay._relay(f)
+    assert f.request.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert CLIENT_KEY not in str(f.request.headers)
+
+
+def test_stream_adapter_never_ends_the_body_early():
+    from mitmrelay.addon import KEEPALIVE, _Exchange, _StreamAdapter
+    from mitmrelay.core.context import TranslationContext
+    from mitmrelay.core.stream import StreamTranslator
+
+    exchange = _Exchange(
+        ctx=TranslationContext("m", "up"), response_id="resp_1", started=0, stream=True
+    )
+    exchange.translator = StreamTranslator(
+        exchange.ctx, response_id="resp_1", created_at=1, new_id=lambda p: p
+    )
+    adapter = _StreamAdapter(exchange)
+    first = adapter(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n')
+    assert b"response.created" in first[0]
+    assert adapter(b": keep-alive\n\n") == [KEEPALIVE]  # comment in, keep-alive out, never b""
+    assert adapter(b'data: {"choi') == [KEEPALIVE]  # half an event
+    rest = adapter(b'ces":[{"delta":{},"finish_reason":"stop"}]}\n\n') + adapter(b"")
+    assert b"response.completed" in b"".join(rest)
