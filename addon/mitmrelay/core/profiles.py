@@ -50,4 +50,32 @@ class Profile:
 
 GENERIC = Profile()
 
-PROFILES: Mapping[str, Profile] = {GENERIC.name: GENERIC}
+# Each row's switches cite what was observed (providers.md §1.2, §2).
+DEEPSEEK = Profile(
+    name="deepseek",
+    # Thinking mode rejects an assistant tool-call message without the reasoning_content it
+    # produced ("The reasoning_content in the thinking mode must be passed back to the API.").
+    # When none survives (a thread begun on another model), a single space is accepted: the
+    # placeholder LiteLLM's DeepSeek adapter sends (BerriAI/litellm#26660).
+    reasoning_placeholder=" ",
+)
+KIMI = Profile(
+    name="kimi",
+    # "thinking is enabled but reasoning_content is missing in assistant tool call message"
+    # (Kilo-Org/kilocode#10986): same rule and remedy as DeepSeek.
+    reasoning_placeholder=" ",
+)
+GROQ = Profile(
+    name="groq",
+    # Groq answers 400 "unsupported" for reasoning_content in replayed history
+    # (tashfeenahmed/freellmapi#1070): strip it.
+    reasoning_replay="none",
+)
+OPENROUTER = Profile(
+    name="openrouter",
+    # OpenRouter streams reasoning as delta.reasoning and reads it back under the same name,
+    # with reasoning_details (restored from the sealed carrier) alongside.
+    reasoning_replay="reasoning",
+)
+
+PROFILES: Mapping[str, Profile] = {p.name: p for p in (GENERIC, DEEPSEEK, KIMI, GROQ, OPENROUTER)}
