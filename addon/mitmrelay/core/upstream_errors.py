@@ -196,8 +196,20 @@ def _extract(body: bytes | str | Mapping[str, Any] | None) -> tuple[str, str | N
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
+    """One row: when it applies, and what Codex gets.
+
+    status:   HTTP status sent to Codex; None keeps the upstream's (5xx, 401/403).
+    template: the message; ``{upstream}``, ``{detail}`` and ``{status}`` are filled in.
+    retry:    read the retry delay (Retry-After and friends) and, for rate limits, end the
+              message with "Please try again in Xs." which Codex parses (contract §8).
+    """
+
     code: str
     matches: Callable[[int | None, str, str | None, str | None], bool]
+    status: int | None
+    type: str
+    template: str
+    retry: bool = False
 
 
 def _is_context(status: int | None, message: str, code: str | None, kind: str | None) -> bool:
@@ -230,15 +242,52 @@ def _is_server(status: int | None, message: str, code: str | None, kind: str | N
     return status is None or status >= 500 or ((code or "").isdigit() and int(code or 0) >= 500)
 
 
+def _always(status: int | None, message: str, code: str | None, kind: str | None) -> bool:
+    return True
+
+
 # Tried in order: a 429 that says "quota" is a quota problem (Codex: insufficient_quota), a 400
-# that talks about the context window is an overflow whatever else it says.
+# that talks about the context window is an overflow whatever else it says. The last row takes
+# every other 4xx, with the upstream's own message (Codex shows it as is).
 _RULES: tuple[_Rule, ...] = (
-    _Rule("context_length_exceeded", _is_context),
-    _Rule("insufficient_quota", _is_quota),
-    _Rule("rate_limit_exceeded", _is_rate_limit),
-    _Rule("invalid_api_key", _is_auth),
-    _Rule("server_error", _is_server),
+    # HTTP 400 context_length_exceeded: Codex stops and can compact (contract §8).
+    _Rule(
+        "context_length_exceeded",
+        _is_context,
+        400,
+        "invalid_request_error",
+        "{upstream}: the prompt does not fit the model's context window ({detail})",
+    ),
+    # insufficient_quota: "Quota exceeded. Check your plan and billing details."
+    _Rule(
+        "insufficient_quota",
+        _is_quota,
+        429,
+        "insufficient_quota",
+        "{upstream}: quota or balance exhausted ({detail})",
+    ),
+    # 429 + Retry-After is retried after that delay; without a delay Codex does not retry.
+    _Rule(
+        "rate_limit_exceeded",
+        _is_rate_limit,
+        429,
+        "requests",
+        "{upstream}: rate limit reached ({detail}).",
+        retry=True,
+    ),
+    _Rule(
+        "invalid_api_key",
+        _is_auth,
+        None,
+        "invalid_request_error",
+        "{upstream} refused the relay's upstream API key (HTTP {status}: {detail}). This is "
+        "the key mitmrelay sends (relay_api_key_env), not your OpenAI key.",
+    ),
+    # 5xx: retried by Codex's request and turn retries.
+    _Rule("server_error", _is_server, None, "server_error", "{upstream}: {detail}", retry=True),
+    _Rule("invalid_request_error", _always, None, "invalid_request_error", "{upstream}: {detail}"),
 )
+_DEFAULT_STATUS = {"invalid_api_key": 401, "server_error": 502, "invalid_request_error": 400}
 
 
 def _classify(
@@ -252,57 +301,23 @@ def _classify(
     if code is None and isinstance(body, Mapping):
         raw = body.get("code")
         code = str(raw) if isinstance(raw, int) else code
-    rule = next((r for r in _RULES if r.matches(status, message, code, kind)), None)
-    request_id = {k.lower(): v for k, v in headers.items()}.get("x-request-id")
+    rule = next(r for r in _RULES if r.matches(status, message, code, kind))
+    keep = status if status and (status >= 500 or rule.code != "server_error") else None
+    http_status = rule.status or keep or _DEFAULT_STATUS[rule.code]
     detail = message or (f"HTTP {status}" if status else "no details")
-    if rule is None:
-        return MappedError(
-            status or 400,
-            code or "invalid_request_error",
-            "invalid_request_error",
-            f"{upstream}: {detail}",
-            request_id=request_id,
-        )
-    if rule.code == "context_length_exceeded":
-        return MappedError(
-            400,
-            rule.code,
-            "invalid_request_error",
-            f"{upstream}: the prompt does not fit the model's context window ({detail})",
-            request_id=request_id,
-        )
-    if rule.code == "insufficient_quota":
-        return MappedError(
-            429,
-            rule.code,
-            "insufficient_quota",
-            f"{upstream}: quota or balance exhausted ({detail})",
-            request_id=request_id,
-        )
-    if rule.code == "rate_limit_exceeded":
-        delay = retry_delay(headers, message, now=now)
-        text = f"{upstream}: rate limit reached ({detail})."
-        if delay is not None:
-            text = f"{text} {_retry_phrase(round(delay, 3))}"
-        return MappedError(
-            429, rule.code, "requests", text, retry_after_s=delay, request_id=request_id
-        )
-    if rule.code == "invalid_api_key":
-        return MappedError(
-            status or 401,
-            rule.code,
-            "invalid_request_error",
-            f"{upstream} refused the relay's upstream API key (HTTP {status or 401}: {detail}). "
-            "This is the key mitmrelay sends (relay_api_key_env), not your OpenAI key.",
-            request_id=request_id,
-        )
+    text = rule.template.format(upstream=upstream, detail=detail, status=http_status)
+    delay = retry_delay(headers, message, now=now) if rule.retry else None
+    if rule.code == "rate_limit_exceeded" and delay is not None:
+        text = f"{text} {_retry_phrase(round(delay, 3))}"
+    # An unclassified 4xx keeps the upstream's own code when it has a usable one.
+    error_code = (code or rule.code) if rule.code == "invalid_request_error" else rule.code
     return MappedError(
-        status if status and status >= 500 else 502,
-        "server_error",
-        "server_error",
-        f"{upstream}: {detail}",
-        retry_after_s=retry_delay(headers, message, now=now),
-        request_id=request_id,
+        http_status,
+        error_code,
+        rule.type,
+        text,
+        retry_after_s=delay,
+        request_id={k.lower(): v for k, v in headers.items()}.get("x-request-id"),
     )
 
 
