@@ -38,12 +38,14 @@ from .core.context import TranslationContext
 from .core.errors import ClientRequestError
 from .core.history import conversation_record, history_items
 from .core.profiles import GENERIC, PROFILES, Profile
+from .core.reasoning_recovery import is_missing_reasoning_error, with_reasoning_placeholders
 from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
 from .core.sse import encode_comment
 from .core.stream import StreamTranslator
 from .core.upstream_errors import map_transport_error, map_upstream_error
 from .keyfile import load_or_create_key
+from .upstream_client import post
 
 logger = logging.getLogger("mitmrelay")
 
@@ -92,6 +94,7 @@ class _Exchange:
     stream: bool
     translator: StreamTranslator | None = None
     input_items: list[Any] = field(default_factory=list)  # full input, history included
+    chat: dict[str, Any] = field(default_factory=dict)  # the Chat request sent upstream
     stored: list[bytes] = field(default_factory=list)
     stored_bytes: int = 0
 
@@ -376,7 +379,7 @@ class Relay:
         if flow.response.http_version == "HTTP/1.1":
             headers["transfer-encoding"] = "chunked"
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get(META)
         if meta and meta.get("route") == "models":
             self._answer_models(flow)
@@ -385,6 +388,7 @@ class Relay:
         if exchange is None or flow.response is None:
             return
         try:
+            await self._heal_missing_reasoning(flow, exchange)
             self._finish_exchange(flow, exchange)
         except Exception:
             logger.exception("relay: response hook failed")
@@ -477,6 +481,7 @@ class Relay:
             if isinstance(request.input, list)
             else [*history, {"type": "message", "role": "user", "content": request.input}],
         )
+        exchange.chat = chat
         self.exchanges[flow.id] = exchange
         self._reroute(flow, "/chat/completions", json.dumps(chat).encode())
         flow.metadata[META] = {
@@ -559,6 +564,51 @@ class Relay:
             profile=self.profile,
             upstream=self._upstream_base(),
         )
+
+    async def _heal_missing_reasoning(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        """DeepSeek/Kimi refused the history for lacking reasoning that did not survive: retry
+        once with placeholders (core/reasoning_recovery.py). The retry's answer is buffered."""
+        response = flow.response
+        if response is None or exchange.translator is not None:
+            return
+        if not is_missing_reasoning_error(
+            response.status_code, response.get_content(strict=False) or b""
+        ):
+            return
+        field_name = self.profile.reasoning_replay
+        healed, changed = with_reasoning_placeholders(
+            exchange.chat, field="reasoning_content" if field_name == "none" else field_name
+        )
+        if not changed:
+            return
+        logger.info(
+            "relay %s: upstream wants reasoning the history lost; retrying once with "
+            "placeholders on %d message(s)",
+            flow.id[:8],
+            changed,
+        )
+        headers = {
+            k: v
+            for k, v in flow.request.headers.items()
+            if k.lower() in ("authorization", "content-type", "accept", "accept-encoding")
+        }
+        try:
+            status, answer, body = await post(
+                flow.request.url,
+                headers,
+                json.dumps(healed).encode(),
+                timeout_s=ctx.options.relay_timeout,
+            )
+        except (OSError, TimeoutError, ValueError) as e:
+            logger.info(
+                "relay %s: the retry failed (%s); answering with the first error", flow.id[:8], e
+            )
+            return
+        keep = {
+            k: v for k, v in answer.items() if k in ("content-type", "retry-after", "x-request-id")
+        }
+        flow.response = http.Response.make(status, body, keep)
+        flow.metadata[META]["healed"] = changed
 
     def _finish_exchange(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
         response = flow.response

@@ -403,3 +403,33 @@ def test_previous_response_id_chains_through_the_relay(upstream, client):
         "assistant",
         "user",
     ]
+
+
+def test_lost_reasoning_is_healed_once_with_placeholders(tmp_path):
+    # A thread begun elsewhere: the history replays a call this DeepSeek produced, without the
+    # reasoning it produced. The first answer is DeepSeek's 400; the relay retries once.
+    with FakeUpstream(deepseek_reasoning_rule=True) as up, MitmRelay(tmp_path, up.url) as relay:
+        up.produced_reasoning["call_lost"] = "reasoning the history lost"
+        up.enqueue(text("healed answer"))
+        history = [
+            {"type": "message", "role": "user", "content": "go"},
+            {
+                "type": "function_call",
+                "call_id": "call_lost",
+                "name": "exec_command",
+                "arguments": "{}",
+            },
+            {"type": "function_call_output", "call_id": "call_lost", "output": "x"},
+        ]
+        r = httpx.post(
+            f"{relay.url}/v1/responses",
+            timeout=30,
+            json={"model": "m", "input": history, "stream": True},
+        )
+        events = sse_events(r.content)
+        assert r.status_code == 200 and events[-1]["type"] == "response.completed"
+        assert events[-1]["response"]["output"][0]["content"][0]["text"] == "healed answer"
+        first, second = up.chat_requests()
+        assert "reasoning_content" not in first["messages"][1]
+        assert second["messages"][1]["reasoning_content"] == " "
+        assert "retrying once with placeholders" in relay.text()
