@@ -599,7 +599,7 @@ class Relay:
                 json.dumps(healed).encode(),
                 timeout_s=ctx.options.relay_timeout,
             )
-        except (OSError, TimeoutError, ValueError) as e:
+        except (OSError, TimeoutError, ValueError, EOFError, asyncio.LimitOverrunError) as e:
             logger.info(
                 "relay %s: the retry failed (%s); answering with the first error", flow.id[:8], e
             )
