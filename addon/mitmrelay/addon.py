@@ -31,6 +31,7 @@ from typing import Any
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
+from .core import local_answers
 from .core.bounds import BoundedLRU, Limits
 from .core.carrier import SealedReasoningCarrier
 from .core.completion import completion_as_sse
@@ -69,18 +70,8 @@ KEEPALIVE = encode_comment("keepalive")
 MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
 
 
-def _json_response(
-    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
-) -> http.Response:
-    h = {"content-type": "application/json"}
-    h.update(headers or {})
-    return http.Response.make(status, json.dumps(payload).encode(), h)
-
-
-def _error_payload(
-    message: str, code: str, kind: str = "invalid_request_error", param: str | None = None
-) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+def _answer(status: int, headers: dict[str, str], body: bytes) -> http.Response:
+    return http.Response.make(status, body, headers)
 
 
 @dataclass
@@ -312,14 +303,7 @@ class Relay:
             if route is Route.PASS:
                 return
             if self.upstream is None:
-                flow.response = _json_response(
-                    503,
-                    _error_payload(
-                        "mitmrelay has no upstream configured (relay_upstream)",
-                        "server_error",
-                        "server_error",
-                    ),
-                )
+                flow.response = _answer(*local_answers.no_upstream())
                 return
             if route is Route.RESPONSES:
                 self._relay(flow)
@@ -329,35 +313,17 @@ class Relay:
                 self._reroute(flow, "/models", b"")
                 flow.metadata[META] = {"route": "models"}
             elif route is Route.UPGRADE:
-                # 426 makes Codex fall back to HTTP at once (codex-contract.md §2.2).
-                flow.response = _json_response(
-                    426,
-                    _error_payload(
-                        "mitmrelay serves the Responses API over HTTP only; use HTTPS POST",
-                        "websocket_not_supported",
-                    ),
-                )
+                flow.response = _answer(*local_answers.websocket_refused())
             else:
-                flow.response = _json_response(
-                    404,
-                    _error_payload(
-                        f"mitmrelay does not serve {flow.request.method} {flow.request.path}",
-                        "not_found",
-                    ),
+                flow.response = _answer(
+                    *local_answers.not_served(flow.request.method, flow.request.path)
                 )
         except Exception:
             # Fail closed: the original request carries the client's OpenAI key and must
             # never leave (mitmproxy-notes.md §4).
             logger.exception("relay: request hook failed; answering locally")
             self.exchanges.pop(flow.id, None)
-            flow.response = _json_response(
-                500,
-                _error_payload(
-                    "mitmrelay failed to translate this request (see the relay's log)",
-                    "server_error",
-                    "server_error",
-                ),
-            )
+            flow.response = _answer(*local_answers.internal_error("translate this request"))
         if flow.response is not None and META in flow.metadata:
             flow.metadata[META]["status"] = flow.response.status_code
 
@@ -392,13 +358,8 @@ class Relay:
             self._finish_exchange(flow, exchange)
         except Exception:
             logger.exception("relay: response hook failed")
-            flow.response = _json_response(
-                500,
-                _error_payload(
-                    "mitmrelay failed to translate the upstream's answer",
-                    "server_error",
-                    "server_error",
-                ),
+            flow.response = _answer(
+                *local_answers.internal_error("translate the upstream's answer")
             )
         self._annotate(flow, exchange)
 
@@ -440,9 +401,10 @@ class Relay:
         try:
             body = flow.request.get_content()  # decodes gzip / br / zstd bodies
         except ValueError as e:
-            flow.response = _json_response(
-                400,
-                _error_payload(f"request body could not be decoded ({e})", "invalid_request_error"),
+            flow.response = _answer(
+                *local_answers.error_answer(
+                    400, f"request body could not be decoded ({e})", "invalid_request_error"
+                )
             )
             return
         try:
@@ -468,9 +430,7 @@ class Relay:
                 carrier=self.carrier,
             )
         except ClientRequestError as e:
-            flow.response = _json_response(
-                e.status, _error_payload(e.message, e.code, param=e.param)
-            )
+            flow.response = _answer(*local_answers.client_error(e))
             return
         exchange = _Exchange(
             ctx=tctx,
@@ -649,24 +609,12 @@ class Relay:
                 200, out, {"content-type": "text/event-stream; charset=utf-8"}
             )
         else:
-            flow.response = _json_response(200, translator.response)
+            flow.response = _answer(*local_answers.json_answer(translator.response))
 
     def _answer_models(self, flow: http.HTTPFlow) -> None:
-        response = flow.response
-        if response is None:
-            return
-        try:
-            upstream = json.loads(response.get_content(strict=False) or b"{}")
-        except ValueError:
-            upstream = {}
-        data = upstream.get("data") if isinstance(upstream, dict) else None
-        ids = [m.get("id") for m in data or [] if isinstance(m, dict) and m.get("id")]
-        if ctx.options.relay_model and ctx.options.relay_model not in ids:
-            ids.insert(0, ctx.options.relay_model)
-        # One body both clients read: the OpenAI SDK reads object/data, Codex reads models
-        # (an empty or unknown catalog is non-fatal for Codex: codex-contract.md §10).
-        models = [{"id": i, "object": "model", "created": 0, "owned_by": "mitmrelay"} for i in ids]
-        flow.response = _json_response(200, {"object": "list", "data": models, "models": []})
+        if flow.response is not None:
+            body = flow.response.get_content(strict=False) or b""
+            flow.response = _answer(*local_answers.model_list(body, [ctx.options.relay_model]))
 
     def _remember(self, exchange: _Exchange) -> None:
         """Keep a finished conversation for previous_response_id (core/history.py)."""
