@@ -32,7 +32,7 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from .core import local_answers
-from .core.bounds import BoundedLRU, Limits
+from .core.bounds import Limits
 from .core.carrier import SealedReasoningCarrier
 from .core.completion import completion_as_sse
 from .core.context import TranslationContext
@@ -46,6 +46,8 @@ from .core.sse import encode_comment
 from .core.stream import StreamTranslator
 from .core.upstream_errors import map_transport_error, map_upstream_error
 from .keyfile import load_or_create_key
+from .state import StateStore, open_store
+from .state.memory import MemoryStore
 from .upstream_client import post
 
 logger = logging.getLogger("mitmrelay")
@@ -127,7 +129,7 @@ class Relay:
         self.exchanges: dict[str, _Exchange] = {}
         self.carrier: SealedReasoningCarrier | None = None
         # response id -> conversation, for clients that chain with previous_response_id.
-        self.history: BoundedLRU[dict] = BoundedLRU(Limits(), time.monotonic)
+        self.history: StateStore = MemoryStore(Limits(), time.time)
 
     # ------------------------------------------------------------------ options
 
@@ -177,6 +179,14 @@ class Relay:
             300,
             "Seconds to wait for the upstream to accept a connection before answering Codex "
             "with a retryable error.",
+        )
+        loader.add_option(
+            "relay_state",
+            str,
+            "sqlite",
+            "Where conversations for previous_response_id are kept: sqlite (a file in the "
+            "confdir; survives restarts), sqlite:///path, memory, or redis://host:port/db "
+            "(shared by several relays).",
         )
         loader.add_option(
             "relay_history_entries",
@@ -230,18 +240,15 @@ class Relay:
                     raise exceptions.OptionsError(
                         f"relay_model_map entries are client=upstream, got {spec!r}"
                     )
-        history_opts = {"relay_history_entries", "relay_history_mb", "relay_history_ttl"}
-        if history_opts & updated and all(name in opts for name in history_opts):
-            if min(getattr(opts, name) for name in history_opts) <= 0:
-                raise exceptions.OptionsError("relay_history_* options must be positive")
-            self.history = BoundedLRU(
-                Limits(
-                    opts.relay_history_entries,
-                    opts.relay_history_mb * 1024 * 1024,
-                    float(opts.relay_history_ttl),
-                ),
-                time.monotonic,
-            )
+        state_opts = {
+            "relay_state",
+            "relay_history_entries",
+            "relay_history_mb",
+            "relay_history_ttl",
+            "confdir",
+        }
+        if state_opts & updated and all(name in opts for name in state_opts):
+            self._open_state()
         if "relay_timeout" in updated and opts.relay_timeout <= 0:
             raise exceptions.OptionsError("relay_timeout must be a positive number of seconds")
         if "confdir" in updated or self.carrier is None:
@@ -257,6 +264,27 @@ class Relay:
         # Codex's CONNECT with 502: Codex then loops on "Reconnecting..." (contract §2.3).
         if "connection_strategy" in opts and opts.connection_strategy != "lazy":
             opts.update(connection_strategy="lazy")
+
+    def _open_state(self) -> None:
+        opts = ctx.options
+        if min(opts.relay_history_entries, opts.relay_history_mb, opts.relay_history_ttl) <= 0:
+            raise exceptions.OptionsError("relay_history_* options must be positive")
+        limits = Limits(
+            opts.relay_history_entries,
+            opts.relay_history_mb * 1024 * 1024,
+            float(opts.relay_history_ttl),
+        )
+        try:
+            store = open_store(
+                opts.relay_state, confdir=Path(opts.confdir).expanduser(), limits=limits
+            )
+        except (ValueError, OSError) as e:
+            raise exceptions.OptionsError(f"relay_state: {e}") from e
+        self.history.close()
+        self.history = store
+
+    def done(self) -> None:
+        self.history.close()
 
     @staticmethod
     def _parse_upstream(value: str) -> urllib.parse.SplitResult | None:
@@ -621,8 +649,11 @@ class Relay:
         response = exchange.translator.response if exchange.translator else None
         if not response or response.get("status") not in ("completed", "incomplete"):
             return
-        record, size = conversation_record(exchange.input_items, response["output"])
-        self.history.put(exchange.response_id, record, size)
+        record, _ = conversation_record(exchange.input_items, response["output"])
+        try:
+            self.history.put(exchange.response_id, record)
+        except Exception:  # a full disk or a lost Redis must not fail the answer already sent
+            logger.exception("relay: could not keep conversation %s", exchange.response_id)
 
     def _annotate(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
         self._remember(exchange)

@@ -433,3 +433,26 @@ def test_lost_reasoning_is_healed_once_with_placeholders(tmp_path):
         assert "reasoning_content" not in first["messages"][1]
         assert second["messages"][1]["reasoning_content"] == " "
         assert "retrying once with placeholders" in relay.text()
+
+
+@pytest.mark.parametrize("state", ["sqlite", "redis"])
+def test_previous_response_id_survives_a_relay_restart(upstream, tmp_path, state, request):
+    options = {}
+    if state == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        options["relay_state"] = redis_url
+    confdir = tmp_path / "conf"
+    upstream.enqueue(text("first answer"))
+    with MitmRelay(confdir, upstream.url, key="sk-relay", options=options) as first:
+        c = openai.OpenAI(api_key="k", base_url=f"{first.url}/v1", max_retries=0)
+        one = c.responses.create(model="m", input="remember 42")
+    upstream.enqueue(text("second answer"))
+    with MitmRelay(confdir, upstream.url, key="sk-relay", options=options) as second:
+        c = openai.OpenAI(api_key="k", base_url=f"{second.url}/v1", max_retries=0)
+        two = c.responses.create(model="m", input="what was it?", previous_response_id=one.id)
+    assert two.output_text == "second answer"
+    assert [m.get("content") for m in upstream.chat_requests()[-1]["messages"]] == [
+        "remember 42",
+        "first answer",
+        "what was it?",
+    ]

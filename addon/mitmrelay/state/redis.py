@@ -1,0 +1,128 @@
+"""Redis: one store shared by several relay instances behind a load balancer.
+
+Layout under the prefix ``mitmrelay:``: ``e:<key>`` holds the value (expiring with the age
+bound), the sorted set ``lru`` ranks keys by last use, the hash ``size`` and the counter
+``bytes`` track sizes. Writes and misses run as Lua scripts, so the bounds hold atomically
+however many relays write at once; Redis's own ``maxmemory`` policy is not relied on (it is a
+server-wide setting the relay may not own).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import redis as redis_client
+
+from mitmrelay.core.bounds import Limits
+
+PREFIX = "mitmrelay:"
+
+# ARGV: key, value, size, now_ms, ttl_ms, max_entries, max_bytes
+_PUT = (
+    """
+local p = '"""
+    + PREFIX
+    + """'
+local function drop(k)
+  local size = redis.call('HGET', p .. 'size', k)
+  if size then redis.call('DECRBY', p .. 'bytes', size) end
+  redis.call('HDEL', p .. 'size', k)
+  redis.call('HDEL', p .. 'stored', k)
+  redis.call('ZREM', p .. 'lru', k)
+  redis.call('DEL', p .. 'e:' .. k)
+end
+local key, size, now, ttl = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+drop(key)
+redis.call('SET', p .. 'e:' .. key, ARGV[2], 'PX', ttl)
+redis.call('HSET', p .. 'size', key, size)
+redis.call('HSET', p .. 'stored', key, now)
+redis.call('INCRBY', p .. 'bytes', size)
+redis.call('ZADD', p .. 'lru', now, key)
+local evicted = 0
+for _, k in ipairs(redis.call('ZRANGEBYSCORE', p .. 'lru', '-inf', now - ttl)) do
+  drop(k)
+  evicted = evicted + 1
+end
+while redis.call('ZCARD', p .. 'lru') > tonumber(ARGV[6])
+      or tonumber(redis.call('GET', p .. 'bytes') or '0') > tonumber(ARGV[7]) do
+  local oldest = redis.call('ZRANGE', p .. 'lru', 0, 0)[1]
+  if not oldest then break end
+  drop(oldest)
+  evicted = evicted + 1
+end
+if evicted > 0 then redis.call('INCRBY', p .. 'evictions', evicted) end
+return evicted
+"""
+)
+
+# ARGV: key, now_ms, ttl_ms. Returns the value and marks it used, or forgets an expired key.
+# Age is checked against the caller's clock (the key's own PX expiry is the backstop).
+_GET = (
+    """
+local p = '"""
+    + PREFIX
+    + """'
+local key, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local value = redis.call('GET', p .. 'e:' .. key)
+local stored = tonumber(redis.call('HGET', p .. 'stored', key) or '0')
+if value and now - stored <= ttl then
+  redis.call('ZADD', p .. 'lru', 'XX', now, key)
+  return value
+end
+local size = redis.call('HGET', p .. 'size', key)
+if size then redis.call('DECRBY', p .. 'bytes', size) end
+redis.call('HDEL', p .. 'size', key)
+redis.call('HDEL', p .. 'stored', key)
+redis.call('ZREM', p .. 'lru', key)
+redis.call('DEL', p .. 'e:' .. key)
+return false
+"""
+)
+
+
+class RedisStore:
+    def __init__(self, url: str, limits: Limits, clock: Callable[[], float]) -> None:
+        self.limits = limits
+        self._clock = clock
+        try:
+            self._redis = redis_client.Redis.from_url(url, socket_timeout=5)
+            self._redis.ping()
+        except (redis_client.RedisError, ValueError) as e:
+            raise ValueError(f"cannot use Redis at {url}: {e}") from e
+        self._put = self._redis.register_script(_PUT)
+        self._get = self._redis.register_script(_GET)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self._get(args=[key, int(self._clock() * 1000), int(self.limits.ttl_s * 1000)])
+        return json.loads(raw) if raw else None
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        raw = json.dumps(value, separators=(",", ":"))
+        if len(raw) > self.limits.max_bytes:
+            return
+        self._put(
+            args=[
+                key,
+                raw,
+                len(raw),
+                int(self._clock() * 1000),
+                int(self.limits.ttl_s * 1000),
+                self.limits.max_entries,
+                self.limits.max_bytes,
+            ]
+        )
+
+    def stats(self) -> dict[str, int]:
+        entries, total, evictions = (
+            self._redis.pipeline()
+            .zcard(PREFIX + "lru")
+            .get(PREFIX + "bytes")
+            .get(PREFIX + "evictions")
+            .execute()
+        )
+        return {"entries": int(entries), "bytes": int(total or 0), "evictions": int(evictions or 0)}
+
+    def close(self) -> None:
+        self._redis.close()
