@@ -3,7 +3,8 @@
 WAL lets readers proceed while one writer writes, across threads and processes; every
 statement runs under ``busy_timeout`` so concurrent relays wait instead of failing. Bounds are
 enforced on each write: expired rows first, then least recently used until the count and byte
-limits hold (an index on ``used`` keeps that cheap).
+limits hold. The count and byte totals live in a ``meta`` row updated in the same transaction,
+and ``stored``/``used`` are indexed, so a write costs O(log n), not a table scan.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ CREATE TABLE IF NOT EXISTS entries (
     used REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_used ON entries (used);
+CREATE INDEX IF NOT EXISTS entries_stored ON entries (stored);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (name, value)
+    SELECT 'count', COUNT(*) FROM entries UNION ALL SELECT 'bytes', COALESCE(SUM(size), 0)
+    FROM entries;
 """
 
 
@@ -52,7 +58,7 @@ class SQLiteStore:
             if row is None:
                 return None
             if now - row[1] > self.limits.ttl_s:
-                self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
+                self._transaction(lambda: self._delete([key]))
                 return None
             self._db.execute("UPDATE entries SET used = ? WHERE key = ?", (now, key))
         return json.loads(row[0])
@@ -63,41 +69,72 @@ class SQLiteStore:
             self.evictions += 1
             return
         now = self._clock()
+
+        def write() -> None:
+            self._delete([key])
+            self._db.execute(
+                "INSERT INTO entries (key, value, size, stored, used) VALUES (?, ?, ?, ?, ?)",
+                (key, raw, len(raw), now, now),
+            )
+            self._add(1, len(raw))
+            self._enforce(now)
+
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO entries (key, value, size, stored, used) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (key, raw, len(raw), now, now),
-                )
-                self._enforce(now)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._transaction(write)
+
+    def _transaction(self, body: Callable[[], None]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time, across processes too
+        try:
+            body()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _add(self, count: int, size: int) -> None:
+        self._db.execute("UPDATE meta SET value = value + ? WHERE name = 'count'", (count,))
+        self._db.execute("UPDATE meta SET value = value + ? WHERE name = 'bytes'", (size,))
+
+    def _delete(self, keys: list[str]) -> int:
+        rows = [
+            self._db.execute("SELECT size FROM entries WHERE key = ?", (k,)).fetchone()
+            for k in keys
+        ]
+        gone = [(k, r[0]) for k, r in zip(keys, rows, strict=True) if r is not None]
+        if gone:
+            self._db.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k, _ in gone])
+            self._add(-len(gone), -sum(size for _, size in gone))
+        return len(gone)
+
+    def _totals(self) -> tuple[int, int]:
+        rows = dict(self._db.execute("SELECT name, value FROM meta").fetchall())
+        return rows["count"], rows["bytes"]
 
     def _enforce(self, now: float) -> None:
-        self._db.execute("DELETE FROM entries WHERE stored < ?", (now - self.limits.ttl_s,))
-        count, total = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries"
-        ).fetchone()
+        expired = [
+            k
+            for (k,) in self._db.execute(
+                "SELECT key FROM entries WHERE stored < ? LIMIT 1000", (now - self.limits.ttl_s,)
+            )
+        ]
+        self.evictions += self._delete(expired)
+        count, total = self._totals()
         while count > self.limits.max_entries or total > self.limits.max_bytes:
-            # Evict in batches of the oldest-used rows until both bounds hold.
             excess = max(count - self.limits.max_entries, 1)
-            rows = self._db.execute(
-                "SELECT key, size FROM entries ORDER BY used LIMIT ?", (excess,)
-            ).fetchall()
-            self._db.executemany("DELETE FROM entries WHERE key = ?", [(k,) for k, _ in rows])
-            count -= len(rows)
-            total -= sum(size for _, size in rows)
-            self.evictions += len(rows)
+            oldest = [
+                k
+                for (k,) in self._db.execute(
+                    "SELECT key FROM entries ORDER BY used LIMIT ?", (excess,)
+                )
+            ]
+            if not oldest:
+                break
+            self.evictions += self._delete(oldest)
+            count, total = self._totals()
 
     def stats(self) -> dict[str, int]:
         with self._lock:
-            count, total = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries"
-            ).fetchone()
+            count, total = self._totals()
         return {"entries": count, "bytes": total, "evictions": self.evictions}
 
     def close(self) -> None:
