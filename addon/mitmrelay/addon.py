@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import ssl
 import time
 import urllib.parse
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ CLIENT_ONLY_HEADERS = (
     "cookie",
 )
 KEEPALIVE = encode_comment("keepalive")
+REACHABLE_FOR_S = 30.0
 MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
 
 
@@ -128,6 +130,7 @@ class Relay:
         self.rules: list[InterceptRule] = [InterceptRule.parse(s) for s in DEFAULT_HOSTS]
         self.exchanges: dict[str, _Exchange] = {}
         self.carrier: SealedReasoningCarrier | None = None
+        self._reachable: dict[tuple[str, str, int], float] = {}  # target -> last success
         # response id -> conversation, for clients that chain with previous_response_id.
         self.history: StateStore = MemoryStore(Limits(), time.time)
 
@@ -521,23 +524,51 @@ class Relay:
             req.content = body
 
     async def _check_reachable(self, flow: http.HTTPFlow) -> None:
-        """Answer Codex with a retryable JSON error when the upstream refuses connections,
-        instead of mitmproxy's HTML 502."""
+        """Answer Codex with a retryable JSON error when the upstream refuses connections or
+        fails its TLS handshake, instead of mitmproxy's fixed HTML 502 (mitmproxy-notes §6).
+        A success is trusted for ``REACHABLE_FOR_S``, so this costs one handshake per upstream
+        per half minute, not one per request."""
         req = flow.request
+        target = (req.scheme, req.host, req.port)
+        if time.monotonic() - self._reachable.get(target, -REACHABLE_FOR_S) < REACHABLE_FOR_S:
+            return
+        tls = self._upstream_tls() if req.scheme == "https" else None
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(req.host, req.port), timeout=ctx.options.relay_timeout
+                asyncio.open_connection(
+                    req.host, req.port, ssl=tls, server_hostname=req.host if tls else None
+                ),
+                timeout=ctx.options.relay_timeout,
             )
         except (OSError, TimeoutError) as e:
             self.exchanges.pop(flow.id, None)
+            kind = (
+                "timeout"
+                if isinstance(e, TimeoutError)
+                else "tls"
+                if isinstance(e, ssl.SSLError)
+                else "connect"
+            )
             mapped = map_transport_error(
-                "timeout" if isinstance(e, TimeoutError) else "connect",
-                str(e) or type(e).__name__,
-                upstream=self._upstream_base(),
+                kind, str(e) or type(e).__name__, upstream=self._upstream_base()
             )
             flow.response = http.Response.make(mapped.status, mapped.body(), mapped.headers())
             return
         writer.close()
+        self._reachable[target] = time.monotonic()
+
+    @staticmethod
+    def _upstream_tls() -> ssl.SSLContext:
+        """Verify the upstream as mitmproxy will: its CA options and ssl_insecure apply."""
+        opts = ctx.options
+        context = ssl.create_default_context(
+            cafile=opts.ssl_verify_upstream_trusted_ca or None,
+            capath=opts.ssl_verify_upstream_trusted_confdir or None,
+        )
+        if opts.ssl_insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def _translator(self, exchange: _Exchange) -> StreamTranslator:
         counter = iter(range(1, 1 << 62))

@@ -456,3 +456,61 @@ def test_previous_response_id_survives_a_relay_restart(upstream, tmp_path, state
         "first answer",
         "what was it?",
     ]
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A certificate for 127.0.0.1 that no trust store knows."""
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(d / "cert.pem", d / "key.pem")
+    return context, d / "cert.pem"
+
+
+def test_untrusted_upstream_tls_is_a_json_error_then_trusting_it_works(self_signed, tmp_path):
+    context, cert = self_signed
+    with FakeUpstream(tls=context) as up:
+        with MitmRelay(tmp_path / "a", up.url) as relay:
+            r = httpx.post(
+                f"{relay.url}/v1/responses",
+                timeout=30,
+                json={"model": "m", "input": "x", "stream": True},
+            )
+        assert r.status_code == 502 and r.headers["content-type"] == "application/json"
+        assert r.json()["error"]["code"] == "server_error"
+        assert "TLS handshake" in r.json()["error"]["message"]
+        assert up.requests == []
+        up.enqueue(text("over tls"))
+        with MitmRelay(
+            tmp_path / "b", up.url, options={"ssl_verify_upstream_trusted_ca": str(cert)}
+        ) as relay:
+            r = httpx.post(
+                f"{relay.url}/v1/responses",
+                timeout=30,
+                json={"model": "m", "input": "x", "stream": True},
+            )
+        assert sse_events(r.content)[-1]["response"]["output"][0]["content"][0]["text"] == (
+            "over tls"
+        )

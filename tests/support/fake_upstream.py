@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,7 +96,9 @@ class FakeUpstream:
         reject_empty_tools: bool = True,
         deepseek_reasoning_rule: bool = False,
         models: tuple[str, ...] = ("deepseek-chat", "deepseek-reasoner"),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls  # serve HTTPS with this context (upstream TLS tests)
         self.key = key
         self.reject_empty_tools = reject_empty_tools
         self.deepseek_reasoning_rule = deepseek_reasoning_rule
@@ -128,12 +131,13 @@ class FakeUpstream:
         self._thread.join(timeout=10)
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/v1"
 
     def enqueue(self, *replies: Reply) -> None:
         with self._lock:
