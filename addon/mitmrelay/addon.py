@@ -17,6 +17,7 @@ Nothing protocol-specific lives here; every decision is the core's. The hooks:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -92,6 +93,7 @@ class _Exchange:
     chat: dict[str, Any] = field(default_factory=dict)  # the Chat request sent upstream
     stored: list[bytes] = field(default_factory=list)
     stored_bytes: int = 0
+    last_activity: float = 0.0  # monotonic time of the upstream's last sign of life
 
 
 class _StreamAdapter:
@@ -106,6 +108,7 @@ class _StreamAdapter:
         translator = self.exchange.translator
         assert translator is not None
         try:
+            self.exchange.last_activity = time.monotonic()
             out = translator.finish() if data == b"" else translator.feed(data)
         except Exception:  # StreamTranslator never raises; this guards the guard
             logger.exception("relay: stream adapter failed")
@@ -180,8 +183,8 @@ class Relay:
             "relay_timeout",
             int,
             300,
-            "Seconds to wait for the upstream to accept a connection before answering Codex "
-            "with a retryable error.",
+            "Seconds the upstream may stay silent (connecting, before its headers, or between "
+            "stream chunks) before the relay gives up on it; Codex then retries.",
         )
         loader.add_option(
             "relay_state",
@@ -368,6 +371,7 @@ class Relay:
         if not ctype.startswith("text/event-stream"):
             return  # a JSON body where SSE was asked: translated whole in `response`
         exchange.translator = self._translator(exchange)
+        exchange.last_activity = time.monotonic()
         flow.response.stream = _StreamAdapter(exchange)
         headers = flow.response.headers
         headers.pop("content-length", None)  # the length changes
@@ -474,6 +478,9 @@ class Relay:
         )
         exchange.chat = chat
         self.exchanges[flow.id] = exchange
+        exchange.last_activity = time.monotonic()
+        with contextlib.suppress(RuntimeError):  # no event loop: driven by hand (tests)
+            asyncio.get_running_loop().create_task(self._watch_idle(flow, exchange))
         self._reroute(flow, "/chat/completions", json.dumps(chat).encode())
         flow.metadata[META] = {
             "route": "responses",
@@ -482,6 +489,36 @@ class Relay:
             "response_id": exchange.response_id,
             "profile": self.profile.name,
         }
+
+    async def _watch_idle(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        """relay_timeout as an idle timeout: mitmproxy waits on a silent upstream forever, and
+        Codex would too (until its own 300 s stream idle timeout). Ending the flow lets Codex
+        see a broken stream and retry at once (codex-contract.md §8: cut streams are retried)."""
+        timeout = ctx.options.relay_timeout
+        while self.exchanges.get(flow.id) is exchange:
+            idle = time.monotonic() - exchange.last_activity
+            if idle >= timeout:
+                logger.info(
+                    "relay %s: upstream idle for %d s (relay_timeout); ending the flow",
+                    flow.id[:8],
+                    timeout,
+                )
+                self._close_upstream(flow)
+                return
+            await asyncio.sleep(min(timeout - idle, 5.0) + 0.05)
+
+    @staticmethod
+    def _close_upstream(flow: http.HTTPFlow) -> None:
+        """End this flow now. ``flow.kill()`` would only act at mitmproxy's next event for the
+        flow, which a silent upstream never produces; closing its server connection through
+        mitmproxy's own handler does, and touches no other flow of the client."""
+        proxyserver = ctx.master.addons.get("proxyserver")
+        for handler in getattr(proxyserver, "connections", {}).values():
+            if handler.client.id == flow.client_conn.id:
+                handler.close_connection(flow.server_conn)
+                return
+        if flow.killable:
+            flow.kill()
 
     def _upstream_model(self, client_model: str) -> str:
         for spec in ctx.options.relay_model_map:

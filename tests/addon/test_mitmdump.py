@@ -514,3 +514,17 @@ def test_untrusted_upstream_tls_is_a_json_error_then_trusting_it_works(self_sign
         assert sse_events(r.content)[-1]["response"]["output"][0]["content"][0]["text"] == (
             "over tls"
         )
+
+
+def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
+    with FakeUpstream() as up, MitmRelay(tmp_path, up.url, options={"relay_timeout": "1"}) as relay:
+        # The upstream stays silent for 60 s and the client waits 30 s: only the relay's
+        # watchdog can produce an answer, a retryable 5xx (codex-contract.md §8).
+        up.enqueue(Reply(chunks=[{"content": "late"}], delay_s=60))
+        r = httpx.post(
+            f"{relay.url}/v1/responses",
+            timeout=30,
+            json={"model": "m", "input": "x", "stream": True},
+        )
+        assert r.status_code == 502
+        assert "upstream idle for 1 s" in relay.text()

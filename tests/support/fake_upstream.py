@@ -125,6 +125,11 @@ class FakeUpstream:
         async def stop() -> None:
             assert self._server is not None
             self._server.close()
+            # Handlers still waiting (a scripted delay) end here, not after the loop is gone.
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
