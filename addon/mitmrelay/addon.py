@@ -41,7 +41,12 @@ from .core.context import TranslationContext
 from .core.errors import ClientRequestError
 from .core.history import conversation_record, history_items
 from .core.profiles import GENERIC, PROFILES, Profile
-from .core.reasoning_recovery import is_missing_reasoning_error, with_reasoning_placeholders
+from .core.reasoning_recovery import (
+    is_missing_reasoning_error,
+    payload_record,
+    with_reasoning_placeholders,
+    with_restored_reasoning,
+)
 from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
 from .core.sse import encode_comment
@@ -72,6 +77,7 @@ CLIENT_ONLY_HEADERS = (
 )
 KEEPALIVE = encode_comment("keepalive")
 REACHABLE_FOR_S = 30.0
+REASONING_KEY = "reasoning:"  # state-store key prefix of the call_id -> reasoning map
 MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
 
 
@@ -467,6 +473,11 @@ class Relay:
         except ClientRequestError as e:
             flow.response = _answer(*local_answers.client_error(e))
             return
+        if self.profile.reasoning_replay != "none":
+            # Clients that drop reasoning items: what the relay kept per call id fills in.
+            chat, _ = with_restored_reasoning(
+                chat, self._kept_reasoning, self.profile.reasoning_replay
+            )
         exchange = _Exchange(
             ctx=tctx,
             response_id="resp_" + secrets.token_hex(12),
@@ -712,14 +723,27 @@ class Relay:
             body = flow.response.get_content(strict=False) or b""
             flow.response = _answer(*local_answers.model_list(body, [ctx.options.relay_model]))
 
+    def _kept_reasoning(self, call_id: str) -> dict[str, Any] | None:
+        try:
+            return self.history.get(REASONING_KEY + call_id)
+        except Exception:  # a lost Redis must not fail the request: the carrier still works
+            logger.exception("relay: could not read kept reasoning")
+            return None
+
     def _remember(self, exchange: _Exchange) -> None:
-        """Keep a finished conversation for previous_response_id (core/history.py)."""
+        """Keep a finished conversation for previous_response_id (core/history.py), and each
+        reasoning payload under the call ids it preceded (the call_id -> reasoning map)."""
         response = exchange.translator.response if exchange.translator else None
         if not response or response.get("status") not in ("completed", "incomplete"):
             return
         record, _ = conversation_record(exchange.input_items, response["output"])
         try:
             self.history.put(exchange.response_id, record)
+            for item in response["output"]:
+                blob = item.get("encrypted_content") if item["type"] == "reasoning" else None
+                payload = self.carrier.open(blob) if blob and self.carrier else None
+                for call_id in payload.call_ids if payload else ():
+                    self.history.put(REASONING_KEY + call_id, payload_record(payload))
         except Exception:  # a full disk or a lost Redis must not fail the answer already sent
             logger.exception("relay: could not keep conversation %s", exchange.response_id)
 

@@ -528,3 +528,33 @@ def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
         )
         assert r.status_code == 502
         assert "upstream idle for 1 s" in relay.text()
+
+
+def test_reasoning_kept_per_call_id_for_clients_that_drop_reasoning_items(upstream, relay):
+    upstream.enqueue(
+        tool_call("exec_command", {"cmd": "ls"}, call_id="call_map", reasoning="kept by the relay")
+    )
+    first = httpx.post(
+        f"{relay.url}/v1/responses", timeout=30, json={"model": "m", "input": "go", "stream": True}
+    )
+    call = next(
+        e["item"]
+        for e in sse_events(first.content)
+        if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
+    )
+    upstream.enqueue(text("done"))
+    # The client replays the call and its output but not the reasoning item.
+    httpx.post(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={
+            "model": "m",
+            "stream": True,
+            "input": [
+                {"type": "message", "role": "user", "content": "go"},
+                call,
+                {"type": "function_call_output", "call_id": "call_map", "output": "a"},
+            ],
+        },
+    )
+    assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "kept by the relay"

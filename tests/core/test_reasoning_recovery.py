@@ -48,3 +48,28 @@ def test_placeholders_only_where_missing_and_input_untouched():
     assert healed["messages"][3]["reasoning_content"] == "kept"
     assert "reasoning_content" not in healed["messages"][4]
     assert "reasoning_content" not in chat["messages"][1]
+
+
+def test_reasoning_restored_from_the_call_id_map_only_where_missing():
+    from mitmrelay.core.reasoning import ReasoningPayload
+    from mitmrelay.core.reasoning_recovery import payload_record, with_restored_reasoning
+
+    kept = {
+        "a": payload_record(ReasoningPayload(text="why a", signatures={"a": "S"}, call_ids=("a",)))
+    }
+    chat = {
+        "messages": [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "a"}]},
+            {"role": "tool", "tool_call_id": "a", "content": "x"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "b"}]},
+            {"role": "tool", "tool_call_id": "b", "content": "y"},
+        ]
+    }
+    restored, changed = with_restored_reasoning(chat, kept.get)
+    assert changed == 1
+    assert restored["messages"][0]["reasoning_content"] == "why a"
+    assert restored["messages"][0]["tool_calls"][0]["extra_content"] == {
+        "google": {"thought_signature": "S"}
+    }
+    assert "reasoning_content" not in restored["messages"][2]
+    assert "reasoning_content" not in chat["messages"][0]

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from .reasoning import ReasoningPayload
 
 MISSING_REASONING = re.compile(
     "|".join(
@@ -49,3 +52,42 @@ def with_reasoning_placeholders(
             message[field] = placeholder
             changed += 1
     return healed, changed
+
+
+def payload_record(payload: ReasoningPayload) -> dict[str, Any]:
+    """A payload as a JSON-able store record (the call_id -> reasoning map)."""
+    return {
+        "text": payload.text,
+        "details": [dict(d) for d in payload.details],
+        "signatures": dict(payload.signatures),
+        "call_ids": list(payload.call_ids),
+    }
+
+
+def with_restored_reasoning(
+    chat: dict[str, Any],
+    lookup: Callable[[str], Mapping[str, Any] | None],
+    field: str = "reasoning_content",
+) -> tuple[dict[str, Any], int]:
+    """A copy of the Chat request where each assistant tool-call message that lacks reasoning
+    gets what the relay kept for its first call id (``lookup`` -> a ``payload_record``), and how
+    many messages changed. For clients that drop reasoning items (Codex replays them, and the
+    sealed carrier needs no map)."""
+    restored = copy.deepcopy(chat)
+    changed = 0
+    for message in restored.get("messages", ()):
+        calls = message.get("tool_calls") if message.get("role") == "assistant" else None
+        if not calls or message.get(field, "").strip():
+            continue
+        record = lookup(calls[0].get("id", ""))
+        if not record or not record.get("text"):
+            continue
+        message[field] = record["text"]
+        if record.get("details"):
+            message["reasoning_details"] = record["details"]
+        for call in calls:
+            signature = (record.get("signatures") or {}).get(call.get("id"))
+            if signature:
+                call["extra_content"] = {"google": {"thought_signature": signature}}
+        changed += 1
+    return restored, changed
