@@ -76,3 +76,13 @@ def test_a_corrupt_key_file_is_an_error_not_a_new_key(tmp_path):
     (tmp_path / KEY_FILE).write_text("nope")
     with pytest.raises(ValueError, match="does not hold"):
         load_or_create_key(tmp_path)
+
+
+@pytest.mark.parametrize("length", range(0, 40))
+def test_every_length_round_trips_for_both_blob_kinds(length):
+    # Regression: padding was once computed over the prefixed blob, which broke "mrc1." blobs
+    # whose body length was not a multiple of 4 after the prefix.
+    c = carrier()
+    text = "s" * length
+    assert c.open_compaction(c.seal_compaction(text or " ")) == (text or " ")
+    assert c.open(c.seal(ReasoningPayload(text=text))) == ReasoningPayload(text=text)

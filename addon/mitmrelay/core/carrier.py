@@ -79,7 +79,8 @@ class SealedReasoningCarrier:
         if not blob.startswith(prefix):
             return None
         try:
-            raw = base64.urlsafe_b64decode(blob[len(prefix) :] + "=" * (-len(blob) % 4))
+            body = blob[len(prefix) :]
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             return self._aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], prefix.encode())
         except (InvalidTag, ValueError, binascii.Error):
             logger.info("a sealed blob did not open (another relay's key, or altered); ignored")
