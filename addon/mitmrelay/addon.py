@@ -44,6 +44,7 @@ from .core.profiles import GENERIC, PROFILES, Profile
 from .core.reasoning_recovery import (
     is_missing_reasoning_error,
     payload_record,
+    turn_fingerprint,
     with_reasoning_placeholders,
     with_restored_reasoning,
 )
@@ -742,8 +743,25 @@ class Relay:
             for item in response["output"]:
                 blob = item.get("encrypted_content") if item["type"] == "reasoning" else None
                 payload = self.carrier.open(blob) if blob and self.carrier else None
-                for call_id in payload.call_ids if payload else ():
-                    self.history.put(REASONING_KEY + call_id, payload_record(payload))
+                if payload is None or not payload.call_ids:
+                    continue
+                kept = payload_record(payload)
+                for call_id in payload.call_ids:
+                    self.history.put(REASONING_KEY + call_id, kept)
+                # The fingerprint is of the calls as the upstream will see them replayed.
+                upstream_names = {(o.namespace, o.name): n for n, o in exchange.ctx.tools.items()}
+                calls = [
+                    {
+                        "function": {
+                            "name": upstream_names.get((i.get("namespace"), i["name"]), i["name"]),
+                            "arguments": i.get("arguments"),
+                        }
+                    }
+                    for i in response["output"]
+                    if i.get("call_id") in payload.call_ids and i["type"] == "function_call"
+                ]
+                if calls:
+                    self.history.put(REASONING_KEY + "turn:" + turn_fingerprint(calls), kept)
         except Exception:  # a full disk or a lost Redis must not fail the answer already sent
             logger.exception("relay: could not keep conversation %s", exchange.response_id)
 

@@ -317,7 +317,12 @@ def _reasoning_items(body: bytes) -> list[dict]:
     ]
 
 
-def test_sealed_reasoning_survives_a_relay_restart(upstream, tmp_path):
+@pytest.mark.parametrize("state", ["memory", "sqlite", "redis"])
+def test_sealed_reasoning_survives_a_relay_restart(upstream, tmp_path, state, request, monkeypatch):
+    # A DeepSeek-rule tool loop across a relay restart, whatever the state backend: the
+    # reasoning rides sealed in the item the client replays.
+    options = {"relay_state": request.getfixturevalue("redis_url") if state == "redis" else state}
+    monkeypatch.setattr(upstream, "deepseek_reasoning_rule", True)
     confdir = tmp_path / "conf"
     upstream.enqueue(
         tool_call(
@@ -347,7 +352,9 @@ def test_sealed_reasoning_survives_a_relay_restart(upstream, tmp_path):
         {"type": "function_call_output", "call_id": "call_r", "output": "a.txt"},
     ]
     upstream.enqueue(text("done"))
-    with MitmRelay(confdir, upstream.url, key="sk-relay") as second:  # a new process
+    with MitmRelay(
+        confdir, upstream.url, key="sk-relay", options=options
+    ) as second:  # a new process
         r2 = httpx.post(
             f"{second.url}/v1/responses",
             timeout=30,
@@ -558,3 +565,37 @@ def test_reasoning_kept_per_call_id_for_clients_that_drop_reasoning_items(upstre
         },
     )
     assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "kept by the relay"
+
+
+def test_reasoning_found_by_turn_when_a_client_rewrites_call_ids(upstream, relay):
+    upstream.enqueue(
+        tool_call(
+            "exec_command", {"cmd": "pwd"}, call_id="call_turn", reasoning="kept for this turn"
+        )
+    )
+    first = httpx.post(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={"model": "m", "input": "where?", "stream": True},
+    )
+    call = next(
+        e["item"]
+        for e in sse_events(first.content)
+        if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
+    )
+    upstream.enqueue(text("done"))
+    renamed = {**call, "call_id": "my_own_id"}
+    httpx.post(
+        f"{relay.url}/v1/responses",
+        timeout=30,
+        json={
+            "model": "m",
+            "stream": True,
+            "input": [
+                {"type": "message", "role": "user", "content": "where?"},
+                renamed,
+                {"type": "function_call_output", "call_id": "my_own_id", "output": "/"},
+            ],
+        },
+    )
+    assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "kept for this turn"

@@ -73,3 +73,42 @@ def test_reasoning_restored_from_the_call_id_map_only_where_missing():
     }
     assert "reasoning_content" not in restored["messages"][2]
     assert "reasoning_content" not in chat["messages"][0]
+
+
+def test_turn_fingerprint_finds_reasoning_when_call_ids_were_rewritten():
+    from mitmrelay.core.reasoning import ReasoningPayload
+    from mitmrelay.core.reasoning_recovery import (
+        payload_record,
+        turn_fingerprint,
+        with_restored_reasoning,
+    )
+
+    calls = [{"id": "orig", "function": {"name": "f", "arguments": '{"a":1}'}}]
+    kept = {"turn:" + turn_fingerprint(calls): payload_record(ReasoningPayload(text="why"))}
+    chat = {
+        "messages": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "client-renamed",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a":1}'},
+                    }
+                ],
+            }
+        ]
+    }
+    restored, changed = with_restored_reasoning(chat, kept.get)
+    assert changed == 1 and restored["messages"][0]["reasoning_content"] == "why"
+    other = {
+        "messages": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "x", "function": {"name": "f", "arguments": '{"a":2}'}}],
+            }
+        ]
+    }
+    assert with_restored_reasoning(other, kept.get)[1] == 0

@@ -146,3 +146,20 @@ def test_threads_share_one_memory_store():
     for t in threads:
         t.join()
     assert lock_free.stats()["entries"] == 50
+
+
+def test_memory_backend_memory_stays_within_its_byte_bound():
+    # 10 000 sessions of ~2 KB into a 2 MB bound: what Python holds afterwards stays a small
+    # multiple of the bound (JSON text plus the index), not the 20 MB that was written.
+    import tracemalloc
+
+    limits = Limits(max_entries=100_000, max_bytes=2 * 1024 * 1024)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    store = open_store("memory", confdir=None, limits=limits)  # type: ignore[arg-type]
+    for i in range(10_000):
+        store.put(f"resp_{i}", {"input": [{"role": "user", "content": "x" * 2000}]})
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert store.stats()["bytes"] <= limits.max_bytes
+    assert held < 3 * limits.max_bytes

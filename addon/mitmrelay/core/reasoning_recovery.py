@@ -10,6 +10,8 @@ adapter uses: BerriAI/litellm#26660). The wordings are the providers' own (provi
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -64,22 +66,33 @@ def payload_record(payload: ReasoningPayload) -> dict[str, Any]:
     }
 
 
+def turn_fingerprint(calls: list[Mapping[str, Any]]) -> str:
+    """A key for an assistant turn from what its calls do (names and arguments, ids left out),
+    for clients that replay calls under ids of their own."""
+    canonical = [
+        [(c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments")]
+        for c in calls
+    ]
+    return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:32]
+
+
 def with_restored_reasoning(
     chat: dict[str, Any],
     lookup: Callable[[str], Mapping[str, Any] | None],
     field: str = "reasoning_content",
 ) -> tuple[dict[str, Any], int]:
     """A copy of the Chat request where each assistant tool-call message that lacks reasoning
-    gets what the relay kept for its first call id (``lookup`` -> a ``payload_record``), and how
-    many messages changed. For clients that drop reasoning items (Codex replays them, and the
-    sealed carrier needs no map)."""
+    gets what the relay kept for it (``lookup`` -> a ``payload_record``): by its first call id,
+    else by its turn fingerprint (``"turn:" + turn_fingerprint(calls)``); and how many messages
+    changed. For clients that drop reasoning items (Codex replays them, and the sealed carrier
+    needs no map)."""
     restored = copy.deepcopy(chat)
     changed = 0
     for message in restored.get("messages", ()):
         calls = message.get("tool_calls") if message.get("role") == "assistant" else None
         if not calls or message.get(field, "").strip():
             continue
-        record = lookup(calls[0].get("id", ""))
+        record = lookup(calls[0].get("id", "")) or lookup("turn:" + turn_fingerprint(calls))
         if not record or not record.get("text"):
             continue
         message[field] = record["text"]
