@@ -537,20 +537,23 @@ def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
         assert "upstream idle for 1 s" in relay.text()
 
 
-def test_reasoning_kept_per_call_id_for_clients_that_drop_reasoning_items(upstream, relay):
-    upstream.enqueue(
-        tool_call("exec_command", {"cmd": "ls"}, call_id="call_map", reasoning="kept by the relay")
-    )
+def _first_call(upstream, relay, call_id: str, reasoning: str) -> dict:
+    """One exchange whose answer is a tool call preceded by reasoning; returns the call item."""
+    upstream.enqueue(tool_call("exec_command", {"cmd": "ls"}, call_id=call_id, reasoning=reasoning))
     first = httpx.post(
         f"{relay.url}/v1/responses", timeout=30, json={"model": "m", "input": "go", "stream": True}
     )
-    call = next(
+    return next(
         e["item"]
         for e in sse_events(first.content)
         if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
     )
+
+
+def _replay_without_reasoning(upstream, relay, call: dict) -> dict:
+    """The client replays the call and its output but not the reasoning item; returns the
+    assistant message the upstream received."""
     upstream.enqueue(text("done"))
-    # The client replays the call and its output but not the reasoning item.
     httpx.post(
         f"{relay.url}/v1/responses",
         timeout=30,
@@ -560,42 +563,23 @@ def test_reasoning_kept_per_call_id_for_clients_that_drop_reasoning_items(upstre
             "input": [
                 {"type": "message", "role": "user", "content": "go"},
                 call,
-                {"type": "function_call_output", "call_id": "call_map", "output": "a"},
+                {"type": "function_call_output", "call_id": call["call_id"], "output": "a"},
             ],
         },
     )
-    assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "kept by the relay"
+    return upstream.chat_requests()[-1]["messages"][1]
+
+
+def test_reasoning_kept_per_call_id_for_clients_that_drop_reasoning_items(upstream, relay):
+    call = _first_call(upstream, relay, "call_map", "kept by the relay")
+    assert _replay_without_reasoning(upstream, relay, call)["reasoning_content"] == (
+        "kept by the relay"
+    )
 
 
 def test_reasoning_found_by_turn_when_a_client_rewrites_call_ids(upstream, relay):
-    upstream.enqueue(
-        tool_call(
-            "exec_command", {"cmd": "pwd"}, call_id="call_turn", reasoning="kept for this turn"
-        )
-    )
-    first = httpx.post(
-        f"{relay.url}/v1/responses",
-        timeout=30,
-        json={"model": "m", "input": "where?", "stream": True},
-    )
-    call = next(
-        e["item"]
-        for e in sse_events(first.content)
-        if e["type"] == "response.output_item.done" and e["item"]["type"] == "function_call"
-    )
-    upstream.enqueue(text("done"))
+    call = _first_call(upstream, relay, "call_turn", "kept for this turn")
     renamed = {**call, "call_id": "my_own_id"}
-    httpx.post(
-        f"{relay.url}/v1/responses",
-        timeout=30,
-        json={
-            "model": "m",
-            "stream": True,
-            "input": [
-                {"type": "message", "role": "user", "content": "where?"},
-                renamed,
-                {"type": "function_call_output", "call_id": "my_own_id", "output": "/"},
-            ],
-        },
+    assert _replay_without_reasoning(upstream, relay, renamed)["reasoning_content"] == (
+        "kept for this turn"
     )
-    assert upstream.chat_requests()[-1]["messages"][1]["reasoning_content"] == "kept for this turn"

@@ -19,8 +19,8 @@ from mitmrelay.core.bounds import Limits
 
 PREFIX = "mitmrelay:"
 
-# ARGV: key, value, size, now_ms, ttl_ms, max_entries, max_bytes
-_PUT = (
+# Forgets one key everywhere it is indexed; shared by both scripts.
+_DROP = (
     """
 local p = '"""
     + PREFIX
@@ -33,6 +33,13 @@ local function drop(k)
   redis.call('ZREM', p .. 'lru', k)
   redis.call('DEL', p .. 'e:' .. k)
 end
+"""
+)
+
+# ARGV: key, value, size, now_ms, ttl_ms, max_entries, max_bytes
+_PUT = (
+    _DROP
+    + """
 local key, size, now, ttl = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 drop(key)
 redis.call('SET', p .. 'e:' .. key, ARGV[2], 'PX', ttl)
@@ -60,10 +67,8 @@ return evicted
 # ARGV: key, now_ms, ttl_ms. Returns the value and marks it used, or forgets an expired key.
 # Age is checked against the caller's clock (the key's own PX expiry is the backstop).
 _GET = (
-    """
-local p = '"""
-    + PREFIX
-    + """'
+    _DROP
+    + """
 local key, now, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local value = redis.call('GET', p .. 'e:' .. key)
 local stored = tonumber(redis.call('HGET', p .. 'stored', key) or '0')
@@ -71,12 +76,7 @@ if value and now - stored <= ttl then
   redis.call('ZADD', p .. 'lru', 'XX', now, key)
   return value
 end
-local size = redis.call('HGET', p .. 'size', key)
-if size then redis.call('DECRBY', p .. 'bytes', size) end
-redis.call('HDEL', p .. 'size', key)
-redis.call('HDEL', p .. 'stored', key)
-redis.call('ZREM', p .. 'lru', key)
-redis.call('DEL', p .. 'e:' .. key)
+drop(key)
 return false
 """
 )
