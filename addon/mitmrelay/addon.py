@@ -2,22 +2,22 @@
 
 Nothing protocol-specific lives here; every decision is the core's. The hooks:
 
-- ``request``: route the flow (core.routing). Ours: translate the body with the core, reroute
-  to ``{relay_upstream}/chat/completions`` with the relay's key. It is ``async`` only to check
-  that the upstream accepts connections, because an unreachable upstream otherwise becomes
-  mitmproxy's fixed HTML 502, which no later hook can replace (mitmproxy-notes.md §6).
+- ``request``: route the flow (core.routing). Ours: translate the body with the core and
+  reroute the Chat request to the relay's upstream link (link.py), a loopback server that
+  calls ``{relay_upstream}/chat/completions`` with the relay's key: it answers unreachable,
+  silent or cut upstreams with errors Codex understands and keeps Codex informed while the
+  model thinks, which mitmproxy's own upstream connection cannot (mitmproxy-notes.md §5-§6).
   Fail closed: an exception answers locally, because mitmproxy forwards a flow whose hook
   raised **unmodified, client API key included** (mitmproxy-notes.md §4).
 - ``responseheaders``: a 200 SSE answer is streamed through a ``StreamTranslator``; anything
   else is buffered and rewritten in ``response``.
-- ``response``: errors mapped to what Codex acts on, non-streamed answers translated; the
-  flow is annotated for mitmweb (comment, marker, metadata).
+- ``response`` / ``error``: errors mapped to what Codex acts on, non-streamed answers
+  translated; the flow is annotated for mitmweb (comment, marker, metadata) and shown beside
+  its upstream leg (inspection.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -25,12 +25,12 @@ import secrets
 import ssl
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from .core import local_answers
@@ -50,13 +50,12 @@ from .core.reasoning_recovery import (
 )
 from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
-from .core.sse import encode_comment
 from .core.stream import StreamTranslator
-from .core.upstream_errors import map_transport_error, map_upstream_error
+from .core.upstream_errors import map_upstream_error
 from .keyfile import load_or_create_key
+from .link import JOB_HEADER, LOCAL_HEADER, LinkJob, LinkSettings, UpstreamLink
 from .state import StateStore, open_store
 from .state.memory import MemoryStore
-from .upstream_client import post
 
 logger = logging.getLogger("mitmrelay")
 
@@ -76,8 +75,9 @@ CLIENT_ONLY_HEADERS = (
     "x-client-request-id",
     "cookie",
 )
-KEEPALIVE = encode_comment("keepalive")
-REACHABLE_FOR_S = 30.0
+# A chunk that produced no event (the link's keep-alive comment, the upstream's own, half an
+# event) is answered with a response.in_progress keep-alive at most this often.
+KEEPALIVE_GAP_S = 1.0
 REASONING_KEY = "reasoning:"  # state-store key prefix of the call_id -> reasoning map
 MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
 
@@ -100,7 +100,10 @@ class _Exchange:
     chat: dict[str, Any] = field(default_factory=dict)  # the Chat request sent upstream
     stored: list[bytes] = field(default_factory=list)
     stored_bytes: int = 0
-    last_activity: float = 0.0  # monotonic time of the upstream's last sign of life
+    last_output: float = 0.0  # monotonic time of the last bytes sent to the client
+    link_token: str | None = None
+    link_job: LinkJob | None = None
+    client_request: http.Request | None = None  # as the client sent it, for mitmweb
 
 
 class _StreamAdapter:
@@ -114,17 +117,20 @@ class _StreamAdapter:
     def __call__(self, data: bytes) -> list[bytes]:
         translator = self.exchange.translator
         assert translator is not None
+        now = time.monotonic()
         try:
-            self.exchange.last_activity = time.monotonic()
             out = translator.finish() if data == b"" else translator.feed(data)
+            if not out and data and now - self.exchange.last_output >= KEEPALIVE_GAP_S:
+                # Bytes but no event: the link's keep-alive during upstream silence, the
+                # upstream's own (DeepSeek's ": keep-alive" while the model thinks), half an
+                # event. Tell the client the response is alive (core/stream.py keepalive()).
+                out = translator.keepalive()
         except Exception:  # StreamTranslator never raises; this guards the guard
             logger.exception("relay: stream adapter failed")
             out = translator.fail("server_error", "relay failed while translating the stream")
         if not out:
-            # Upstream bytes but no complete event (an SSE comment such as DeepSeek's
-            # ": keep-alive" while the model thinks, or half an event): pass a keep-alive on,
-            # so the client sees the connection is alive. Never b"": it ends an HTTP/1 body.
-            return [KEEPALIVE] if data else []
+            return []  # never b"": an empty HTTP/1 chunk ends the body (mitmproxy-notes §5)
+        self.exchange.last_output = now
         if self.exchange.stored_bytes < MAX_STORED_STREAM_BYTES:
             self.exchange.stored.append(out)
             self.exchange.stored_bytes += len(out)
@@ -140,7 +146,8 @@ class Relay:
         self.rules: list[InterceptRule] = [InterceptRule.parse(s) for s in DEFAULT_HOSTS]
         self.exchanges: dict[str, _Exchange] = {}
         self.carrier: SealedReasoningCarrier | None = None
-        self._reachable: dict[tuple[str, str, int], float] = {}  # target -> last success
+        self.link = UpstreamLink(LinkSettings("(none)", 300.0, 10.0, self._upstream_tls))
+        self._tls: tuple[tuple[Any, ...], ssl.SSLContext] | None = None
         # response id -> conversation, for clients that chain with previous_response_id.
         self.history: StateStore = MemoryStore(Limits(), time.time)
 
@@ -192,6 +199,13 @@ class Relay:
             300,
             "Seconds the upstream may stay silent (connecting, before its headers, or between "
             "stream chunks) before the relay gives up on it; Codex then retries.",
+        )
+        loader.add_option(
+            "relay_keepalive",
+            int,
+            10,
+            "Seconds of upstream silence after which the client is sent a sign of life "
+            "(response.in_progress), so its idle timeout does not fire while a model thinks.",
         )
         loader.add_option(
             "relay_state",
@@ -264,6 +278,16 @@ class Relay:
             self._open_state()
         if "relay_timeout" in updated and opts.relay_timeout <= 0:
             raise exceptions.OptionsError("relay_timeout must be a positive number of seconds")
+        if "relay_keepalive" in updated and opts.relay_keepalive <= 0:
+            raise exceptions.OptionsError("relay_keepalive must be a positive number of seconds")
+        if {"relay_upstream", "relay_timeout", "relay_keepalive", "mode"} & updated:
+            self.link.settings = LinkSettings(
+                upstream=self._upstream_base(),
+                idle_timeout_s=float(opts.relay_timeout),
+                keepalive_s=float(opts.relay_keepalive),
+                tls=self._upstream_tls,
+                proxy=self._upstream_proxy(),
+            )
         if "confdir" in updated or self.carrier is None:
             # Reasoning is sealed into the items Codex replays (core/carrier.py); the key
             # lives beside mitmproxy's CA so it survives restarts.
@@ -297,6 +321,7 @@ class Relay:
         self.history = store
 
     def done(self) -> None:
+        self.link.close()
         self.history.close()
 
     @staticmethod
@@ -346,12 +371,11 @@ class Relay:
             if self.upstream is None:
                 flow.response = _answer(*local_answers.no_upstream())
                 return
+            await self.link.start()
             if route is Route.RESPONSES:
                 self._relay(flow)
-                if flow.response is None:
-                    await self._check_reachable(flow)
             elif route is Route.MODELS:
-                self._reroute(flow, "/models", b"")
+                self._reroute(flow, "/models", b"", sse=False)
                 flow.metadata[META] = {"route": "models"}
             elif route is Route.UPGRADE:
                 flow.response = _answer(*local_answers.websocket_refused())
@@ -363,7 +387,9 @@ class Relay:
             # Fail closed: the original request carries the client's OpenAI key and must
             # never leave (mitmproxy-notes.md §4).
             logger.exception("relay: request hook failed; answering locally")
-            self.exchanges.pop(flow.id, None)
+            exchange = self.exchanges.pop(flow.id, None)
+            if exchange is not None:
+                self.link.discard(exchange.link_token)
             flow.response = _answer(*local_answers.internal_error("translate this request"))
         if flow.response is not None and META in flow.metadata:
             flow.metadata[META]["status"] = flow.response.status_code
@@ -378,7 +404,6 @@ class Relay:
         if not ctype.startswith("text/event-stream"):
             return  # a JSON body where SSE was asked: translated whole in `response`
         exchange.translator = self._translator(exchange)
-        exchange.last_activity = time.monotonic()
         flow.response.stream = _StreamAdapter(exchange)
         headers = flow.response.headers
         headers.pop("content-length", None)  # the length changes
@@ -387,17 +412,19 @@ class Relay:
         if flow.response.http_version == "HTTP/1.1":
             headers["transfer-encoding"] = "chunked"
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get(META)
+        local = flow.response is not None and flow.response.headers.pop(LOCAL_HEADER, None)
         if meta and meta.get("route") == "models":
-            self._answer_models(flow)
+            if not local:
+                self._answer_models(flow)
             return
         exchange = self.exchanges.pop(flow.id, None)
         if exchange is None or flow.response is None:
             return
         try:
-            await self._heal_missing_reasoning(flow, exchange)
-            self._finish_exchange(flow, exchange)
+            if not local:  # the link's own answers (transport errors) are final as they are
+                self._finish_exchange(flow, exchange)
         except Exception:
             logger.exception("relay: response hook failed")
             flow.response = _answer(
@@ -409,6 +436,7 @@ class Relay:
         exchange = self.exchanges.pop(flow.id, None)
         if exchange is None:
             return
+        self.link.discard(exchange.link_token)
         meta = flow.metadata.setdefault(META, {})
         meta["status"] = "error"
         flow.marked = ":x:"
@@ -490,10 +518,14 @@ class Relay:
         )
         exchange.chat = chat
         self.exchanges[flow.id] = exchange
-        exchange.last_activity = time.monotonic()
-        with contextlib.suppress(RuntimeError):  # no event loop: driven by hand (tests)
-            asyncio.get_running_loop().create_task(self._watch_idle(flow, exchange))
-        self._reroute(flow, "/chat/completions", json.dumps(chat).encode())
+        exchange.client_request = flow.request.copy()
+        exchange.link_token, exchange.link_job = self._reroute(
+            flow,
+            "/chat/completions",
+            json.dumps(chat).encode(),
+            sse=exchange.stream,
+            retry_body=self._healer(flow, chat),
+        )
         flow.metadata[META] = {
             "route": "responses",
             "client_model": tctx.client_model,
@@ -502,36 +534,6 @@ class Relay:
             "profile": self.profile.name,
         }
 
-    async def _watch_idle(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
-        """relay_timeout as an idle timeout: mitmproxy waits on a silent upstream forever, and
-        Codex would too (until its own 300 s stream idle timeout). Ending the flow lets Codex
-        see a broken stream and retry at once (codex-contract.md §8: cut streams are retried)."""
-        timeout = ctx.options.relay_timeout
-        while self.exchanges.get(flow.id) is exchange:
-            idle = time.monotonic() - exchange.last_activity
-            if idle >= timeout:
-                logger.info(
-                    "relay %s: upstream idle for %d s (relay_timeout); ending the flow",
-                    flow.id[:8],
-                    timeout,
-                )
-                self._close_upstream(flow)
-                return
-            await asyncio.sleep(min(timeout - idle, 5.0) + 0.05)
-
-    @staticmethod
-    def _close_upstream(flow: http.HTTPFlow) -> None:
-        """End this flow now. ``flow.kill()`` would only act at mitmproxy's next event for the
-        flow, which a silent upstream never produces; closing its server connection through
-        mitmproxy's own handler does, and touches no other flow of the client."""
-        proxyserver = ctx.master.addons.get("proxyserver")
-        for handler in getattr(proxyserver, "connections", {}).values():
-            if handler.client.id == flow.client_conn.id:
-                handler.close_connection(flow.server_conn)
-                return
-        if flow.killable:
-            flow.kill()
-
     def _upstream_model(self, client_model: str) -> str:
         for spec in ctx.options.relay_model_map:
             client, _, upstream = spec.partition("=")
@@ -539,7 +541,17 @@ class Relay:
                 return upstream.strip()
         return ctx.options.relay_model or client_model
 
-    def _reroute(self, flow: http.HTTPFlow, endpoint: str, body: bytes) -> None:
+    def _reroute(
+        self,
+        flow: http.HTTPFlow,
+        endpoint: str,
+        body: bytes,
+        *,
+        sse: bool,
+        retry_body: Callable[[int, bytes], bytes | None] | None = None,
+    ) -> tuple[str, LinkJob]:
+        """Send the flow to the upstream link, which calls ``{relay_upstream}{endpoint}`` with
+        the relay's key. The key is the link's: it is never on the flow (mitmweb, ``-w``)."""
         up = self.upstream
         assert up is not None
         req = flow.request
@@ -556,60 +568,80 @@ class Relay:
         # (mitmproxy-notes.md §3).
         headers.pop("content-encoding", None)
         headers["accept-encoding"] = "identity"  # SSE must arrive uncompressed
-        key = os.environ.get(ctx.options.relay_api_key_env, "")
-        if key:
-            headers["authorization"] = f"Bearer {key}"
-        req.scheme = up.scheme
-        req.host = up.hostname or ""
-        req.port = up.port or (443 if up.scheme == "https" else 80)
-        req.path = up.path.rstrip("/") + endpoint
         if endpoint == "/models":
             req.method = "GET"
             headers.pop("content-type", None)
             req.content = b""
         else:
             headers["content-type"] = "application/json"
-            headers["accept"] = "text/event-stream" if body else "application/json"
+            headers["accept"] = "text/event-stream" if sse else "application/json"
             req.content = body
+        key = os.environ.get(ctx.options.relay_api_key_env, "")
+        job = LinkJob(
+            url=up._replace(path=up.path.rstrip("/") + endpoint, query="", fragment=""),
+            headers={"authorization": f"Bearer {key}"} if key else {},
+            sse=sse,
+            retry_body=retry_body,
+        )
+        token = self.link.register(job)
+        headers[JOB_HEADER] = token
+        req.scheme, req.host, req.port = "http", "127.0.0.1", self.link.port
+        req.path = job.url.path
+        if flow.server_conn.via is not None:
+            # mitmproxy's upstream proxy (--mode upstream:) cannot reach our loopback link;
+            # the link itself goes through that proxy (mitmproxy-notes.md §2).
+            flow.server_conn = connection.Server(address=None)
+        return token, job
 
-    async def _check_reachable(self, flow: http.HTTPFlow) -> None:
-        """Answer Codex with a retryable JSON error when the upstream refuses connections or
-        fails its TLS handshake, instead of mitmproxy's fixed HTML 502 (mitmproxy-notes §6).
-        A success is trusted for ``REACHABLE_FOR_S``, so this costs one handshake per upstream
-        per half minute, not one per request."""
-        req = flow.request
-        target = (req.scheme, req.host, req.port)
-        if time.monotonic() - self._reachable.get(target, -REACHABLE_FOR_S) < REACHABLE_FOR_S:
-            return
-        tls = self._upstream_tls() if req.scheme == "https" else None
-        try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    req.host, req.port, ssl=tls, server_hostname=req.host if tls else None
-                ),
-                timeout=ctx.options.relay_timeout,
-            )
-        except (OSError, TimeoutError) as e:
-            self.exchanges.pop(flow.id, None)
-            kind = (
-                "timeout"
-                if isinstance(e, TimeoutError)
-                else "tls"
-                if isinstance(e, ssl.SSLError)
-                else "connect"
-            )
-            mapped = map_transport_error(
-                kind, str(e) or type(e).__name__, upstream=self._upstream_base()
-            )
-            flow.response = http.Response.make(mapped.status, mapped.body(), mapped.headers())
-            return
-        writer.close()
-        self._reachable[target] = time.monotonic()
+    def _healer(
+        self, flow: http.HTTPFlow, chat: dict[str, Any]
+    ) -> Callable[[int, bytes], bytes | None]:
+        """DeepSeek/Kimi refuse a history that lost reasoning they want back: the link then
+        retries once with placeholders (core/reasoning_recovery.py)."""
+        field_name = self.profile.reasoning_replay
 
-    @staticmethod
-    def _upstream_tls() -> ssl.SSLContext:
-        """Verify the upstream as mitmproxy will: its CA options and ssl_insecure apply."""
+        def heal(status: int, body: bytes) -> bytes | None:
+            if not is_missing_reasoning_error(status, body):
+                return None
+            healed, changed = with_reasoning_placeholders(
+                chat, field="reasoning_content" if field_name == "none" else field_name
+            )
+            if not changed:
+                return None
+            logger.info(
+                "relay %s: upstream wants reasoning the history lost; retrying once with "
+                "placeholders on %d message(s)",
+                flow.id[:8],
+                changed,
+            )
+            return json.dumps(healed).encode()
+
+        return heal
+
+    def _upstream_proxy(self) -> tuple[str, int] | None:
+        """The HTTP proxy of ``--mode upstream:http://host:port``, which the link goes through
+        as mitmproxy would."""
+        for spec in ctx.options.mode:
+            mode = mode_specs.ProxyMode.parse(spec)
+            if isinstance(mode, mode_specs.UpstreamMode):
+                if mode.scheme != "http":
+                    raise exceptions.OptionsError(
+                        f"mitmrelay reaches its upstream through http:// proxies only, got {spec!r}"
+                    )
+                return mode.address
+        return None
+
+    def _upstream_tls(self) -> ssl.SSLContext:
+        """Verify the upstream as mitmproxy would: its CA options and ssl_insecure apply.
+        Built once per set of options (loading the system's CAs takes milliseconds)."""
         opts = ctx.options
+        key = (
+            opts.ssl_verify_upstream_trusted_ca,
+            opts.ssl_verify_upstream_trusted_confdir,
+            opts.ssl_insecure,
+        )
+        if self._tls is not None and self._tls[0] == key:
+            return self._tls[1]
         context = ssl.create_default_context(
             cafile=opts.ssl_verify_upstream_trusted_ca or None,
             capath=opts.ssl_verify_upstream_trusted_confdir or None,
@@ -617,6 +649,7 @@ class Relay:
         if opts.ssl_insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        self._tls = (key, context)
         return context
 
     def _translator(self, exchange: _Exchange) -> StreamTranslator:
@@ -632,51 +665,6 @@ class Relay:
             profile=self.profile,
             upstream=self._upstream_base(),
         )
-
-    async def _heal_missing_reasoning(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
-        """DeepSeek/Kimi refused the history for lacking reasoning that did not survive: retry
-        once with placeholders (core/reasoning_recovery.py). The retry's answer is buffered."""
-        response = flow.response
-        if response is None or exchange.translator is not None:
-            return
-        if not is_missing_reasoning_error(
-            response.status_code, response.get_content(strict=False) or b""
-        ):
-            return
-        field_name = self.profile.reasoning_replay
-        healed, changed = with_reasoning_placeholders(
-            exchange.chat, field="reasoning_content" if field_name == "none" else field_name
-        )
-        if not changed:
-            return
-        logger.info(
-            "relay %s: upstream wants reasoning the history lost; retrying once with "
-            "placeholders on %d message(s)",
-            flow.id[:8],
-            changed,
-        )
-        headers = {
-            k: v
-            for k, v in flow.request.headers.items()
-            if k.lower() in ("authorization", "content-type", "accept", "accept-encoding")
-        }
-        try:
-            status, answer, body = await post(
-                flow.request.url,
-                headers,
-                json.dumps(healed).encode(),
-                timeout_s=ctx.options.relay_timeout,
-            )
-        except (OSError, TimeoutError, ValueError, EOFError, asyncio.LimitOverrunError) as e:
-            logger.info(
-                "relay %s: the retry failed (%s); answering with the first error", flow.id[:8], e
-            )
-            return
-        keep = {
-            k: v for k, v in answer.items() if k in ("content-type", "retry-after", "x-request-id")
-        }
-        flow.response = http.Response.make(status, body, keep)
-        flow.metadata[META]["healed"] = changed
 
     def _finish_exchange(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
         response = flow.response

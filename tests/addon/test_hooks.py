@@ -13,6 +13,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from mitmrelay.addon import Relay
 from mitmrelay.core.routing import Route
+from mitmrelay.link import JOB_HEADER
 
 CLIENT_KEY = "sk-client-openai-key"
 
@@ -53,7 +54,7 @@ def test_exception_in_request_answers_locally_and_never_forwards(tmp_path):
     assert f.response.json()["error"]["code"] == "server_error"
 
 
-def test_reroute_rewrites_target_headers_and_key(monkeypatch, tmp_path):
+def test_reroute_sends_the_chat_request_to_the_link_which_holds_the_key(monkeypatch, tmp_path):
     monkeypatch.setenv("CODEX_RELAY_API_KEY", "sk-relay")
     relay = Relay()
     with taddons.context(relay) as tctx:
@@ -62,10 +63,19 @@ def test_reroute_rewrites_target_headers_and_key(monkeypatch, tmp_path):
         )
         f = responses_flow({"model": "gpt-5.5", "input": "hi", "stream": True})
         relay._relay(f)
-    assert f.request.url == "http://127.0.0.1:9/api/v1/chat/completions"
-    assert f.request.headers["authorization"] == "Bearer sk-relay"
+    exchange = relay.exchanges[f.id]
+    job = exchange.link_job
+    assert job is not None and job.url.geturl() == "http://127.0.0.1:9/api/v1/chat/completions"
+    assert job.headers == {"authorization": "Bearer sk-relay"} and job.sse
+    # The flow goes to the loopback link; neither key is on it (mitmweb shows flows, -w saves).
+    assert (f.request.host, f.request.path) == ("127.0.0.1", "/api/v1/chat/completions")
+    assert f.request.headers[JOB_HEADER] == exchange.link_token
+    assert "sk-relay" not in str(f.request.headers) and CLIENT_KEY not in str(f.request.headers)
     assert json.loads(f.request.content)["model"] == "deepseek-chat"
     assert f.metadata["mitmrelay"]["upstream_model"] == "deepseek-chat"
+    # The client's request is kept as it was sent, for inspection.
+    assert exchange.client_request is not None
+    assert exchange.client_request.path == "/v1/responses"
 
 
 def test_lazy_connection_strategy_is_forced(tmp_path):
@@ -114,12 +124,13 @@ def test_ip_addressed_modes_match_by_pretty_host(mode, tmp_path):
         assert f.request.pretty_host == "api.openai.com"
         assert relay._route(f) is Route.RESPONSES
         relay._relay(f)
-    assert f.request.url == "http://127.0.0.1:9/v1/chat/completions"
+    job = relay.exchanges[f.id].link_job
+    assert job is not None and job.url.geturl() == "http://127.0.0.1:9/v1/chat/completions"
     assert CLIENT_KEY not in str(f.request.headers)
 
 
 def test_stream_adapter_never_ends_the_body_early():
-    from mitmrelay.addon import KEEPALIVE, _Exchange, _StreamAdapter
+    from mitmrelay.addon import _Exchange, _StreamAdapter
     from mitmrelay.core.context import TranslationContext
     from mitmrelay.core.stream import StreamTranslator
 
@@ -130,9 +141,10 @@ def test_stream_adapter_never_ends_the_body_early():
         exchange.ctx, response_id="resp_1", created_at=1, new_id=lambda p: p
     )
     adapter = _StreamAdapter(exchange)
-    first = adapter(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n')
-    assert b"response.created" in first[0]
-    assert adapter(b": keep-alive\n\n") == [KEEPALIVE]  # comment in, keep-alive out, never b""
-    assert adapter(b'data: {"choi') == [KEEPALIVE]  # half an event
+    first = adapter(b": mitmrelay: upstream answered\n\n")
+    assert b"response.created" in first[0]  # a comment alone starts the response
+    exchange.last_output -= 5  # as if the upstream had been silent for a while
+    assert b"response.in_progress" in adapter(b": keep-alive\n\n")[0]
+    assert adapter(b'data: {"choi') == []  # half an event, right after: nothing, never b""
     rest = adapter(b'ces":[{"delta":{},"finish_reason":"stop"}]}\n\n') + adapter(b"")
     assert b"response.completed" in b"".join(rest)

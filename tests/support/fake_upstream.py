@@ -21,6 +21,7 @@ import asyncio
 import json
 import ssl
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,9 @@ DEEPSEEK_MISSING_REASONING = (
 class Reply:
     """One scripted answer. ``chunks`` are deltas (dicts) for a streamed answer; ``status``/
     ``body``/``headers`` make an error answer; ``cut`` ends the stream after the chunks without
-    a finish_reason or ``[DONE]``; ``delay_s`` waits before the headers."""
+    a finish_reason or ``[DONE]``; ``delay_s`` waits before the headers, ``think_s`` after them
+    (a reasoning model before its first token); ``gzip`` compresses the stream although the
+    relay asked for identity."""
 
     chunks: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str = "stop"
@@ -44,6 +47,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     cut: bool = False
     delay_s: float = 0.0
+    think_s: float = 0.0
+    gzip: bool = False
 
 
 def text(*pieces: str, reasoning: str = "") -> Reply:
@@ -104,6 +109,8 @@ class FakeUpstream:
         self.deepseek_reasoning_rule = deepseek_reasoning_rule
         self.models = models
         self.requests: list[dict[str, Any]] = []
+        self.connections = 0  # TCP connections accepted
+        self.closed_connections = 0  # ... that the client closed or reset first
         self.replies: list[Reply] = []
         self.brain: Callable[[dict[str, Any]], Reply] | None = None
         self.produced_reasoning: dict[str, str] = {}  # tool call id -> reasoning it followed
@@ -154,6 +161,7 @@ class FakeUpstream:
     # ------------------------------------------------------------------ HTTP
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -169,7 +177,7 @@ class FakeUpstream:
                 if not keep:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            self.closed_connections += 1
         finally:
             writer.close()
 
@@ -309,10 +317,17 @@ class FakeUpstream:
     ) -> bool:
         writer.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
+            + (b"content-encoding: gzip\r\n" if reply.gzip else b"")
+            + b"transfer-encoding: chunked\r\n\r\n"
         )
+        await writer.drain()
+        if reply.think_s:
+            await asyncio.sleep(reply.think_s)
+        gzip = zlib.compressobj(wbits=16 + zlib.MAX_WBITS) if reply.gzip else None
 
         async def send(data: bytes) -> None:
+            if gzip is not None:
+                data = gzip.compress(data) + gzip.flush(zlib.Z_SYNC_FLUSH)
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await writer.drain()
 
@@ -345,6 +360,9 @@ class FakeUpstream:
             }
             await send(_sse({**base, "choices": [], "usage": usage}))
         await send(b"data: [DONE]\n\n")
+        if gzip is not None:
+            tail = gzip.flush()
+            writer.write(b"%x\r\n%s\r\n" % (len(tail), tail))
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True

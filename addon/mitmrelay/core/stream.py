@@ -42,7 +42,7 @@ from .errors import RelayError
 from .freeform_input import FreeformInputDecoder
 from .profiles import GENERIC, Profile
 from .reasoning import ReasoningCarrier, ReasoningPayload
-from .sse import SSEDecoder, encode_event
+from .sse import RELAY_FAILURE_EVENT, ServerSentEvent, SSEDecoder, encode_event
 from .think_tags import ThinkTagSplitter
 from .upstream_errors import map_error_payload
 from .usage import responses_usage
@@ -188,7 +188,7 @@ class StreamTranslator:
         try:
             self._start()
             for event in self._decoder.feed(data):
-                self._on_event(event.data)
+                self._dispatch(event)
                 if self.phase is Phase.DONE:
                     break
         except _Failure as f:
@@ -207,7 +207,7 @@ class StreamTranslator:
         try:
             self._start()
             for event in self._decoder.close():
-                self._on_event(event.data)
+                self._dispatch(event)
                 if self.phase is Phase.DONE:
                     return self._drain()
             self._complete()
@@ -220,6 +220,20 @@ class StreamTranslator:
             self._fail("relay_internal_error", f"relay failed to translate the stream: {e!r}")
         return self._drain()
 
+    def keepalive(self) -> bytes:
+        """A sign of life for a client waiting through upstream silence: ``response.created``
+        if nothing was sent yet, else ``response.in_progress`` again (its output left empty,
+        as in the first one). An SSE comment would not do: Codex's idle timer only counts
+        events its SSE parser yields, and comments yield none (codex-contract.md §7.1)."""
+        if self.phase is Phase.NEW:
+            return self.start()
+        if self.phase is Phase.DONE:
+            return b""
+        self._emit(
+            {"type": "response.in_progress", "response": self._response_object("in_progress")}
+        )
+        return self._drain()
+
     def fail(self, code: str, message: str) -> bytes:
         """A failure outside the stream (timeout, connection cut): ``response.failed``."""
         if self.phase is Phase.DONE:
@@ -229,6 +243,16 @@ class StreamTranslator:
         return self._drain()
 
     # ----------------------------------------------------------------- upstream events
+
+    def _dispatch(self, event: ServerSentEvent) -> None:
+        if event.event == RELAY_FAILURE_EVENT:
+            try:
+                failure = json.loads(event.data)
+                code, message = str(failure["code"]), str(failure["message"])
+            except (ValueError, KeyError, TypeError):
+                code, message = "relay_link_failed", "the relay's link to the upstream failed"
+            raise _Failure(code, message)
+        self._on_event(event.data)
 
     def _on_event(self, data: str) -> None:
         if data == "[DONE]":
