@@ -168,19 +168,84 @@ def test_upstream_errors_are_mapped(upstream, relay, reply, status, code, retry_
     assert r.headers.get("retry-after") == retry_after
 
 
-def test_cut_stream_is_never_completed(upstream, relay):
+def test_cut_stream_is_failed_not_truncated(upstream, relay):
     upstream.enqueue(Reply(chunks=[{"content": "half"}], cut=True))
-    with httpx.stream(
-        "POST",
-        f"{relay.url}/v1/responses",
-        timeout=30,
-        json={"model": "m", "input": "x", "stream": True},
-    ) as r:
-        try:
-            body = b"".join(r.iter_raw())
-        except httpx.RemoteProtocolError:
-            body = b""
-    assert b"response.completed" not in body
+    r = httpx.post(
+        f"{relay.url}/v1/responses", timeout=30, json={"model": "m", "input": "x", "stream": True}
+    )
+    events = sse_events(r.content)  # a complete HTTP body: httpx read it to the end
+    assert [e["type"] for e in events].count("response.completed") == 0
+    assert events[-1]["type"] == "response.failed"
+    error = events[-1]["response"]["error"]
+    assert error["code"] == "server_error"  # Codex retries it (codex-contract.md §8)
+    assert "closed the connection mid-answer" in error["message"]
+
+
+def test_thinking_upstream_keeps_the_client_informed(tmp_path):
+    """A model silent for 3 s after its headers: the client hears response.created at once and
+    response.in_progress every relay_keepalive second, then the answer (the SDK accepts the
+    whole stream)."""
+    with (
+        FakeUpstream() as up,
+        MitmRelay(tmp_path, up.url, options={"relay_keepalive": "1"}) as relay,
+    ):
+        up.enqueue(Reply(chunks=[{"content": "considered"}], think_s=3.2))
+        client = openai.OpenAI(api_key=CLIENT_KEY, base_url=f"{relay.url}/v1", max_retries=0)
+        with client.responses.stream(model="m", input="think") as stream:
+            kinds = [e.type for e in stream]
+            final = stream.get_final_response()
+    assert final.output_text == "considered"
+    first_delta = kinds.index("response.output_text.delta")
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[:first_delta].count("response.in_progress") >= 3  # the first + keep-alives
+    assert kinds[-1] == "response.completed"
+
+
+@pytest.mark.parametrize(
+    ("reply", "timeout", "code", "phrase"),
+    [
+        # Headers later than the link waits: it commits to SSE, so the 429 arrives as an event.
+        (
+            Reply(
+                status=429,
+                body=b'{"error":{"message":"Rate limit reached. Please try again in 20s."}}',
+                delay_s=3,
+            ),
+            "10",
+            "rate_limit_exceeded",
+            "try again in 20s",
+        ),
+        # Silent after its headers for longer than relay_timeout.
+        (Reply(chunks=[{"content": "x"}], think_s=30), "2", "server_error", "sent nothing"),
+    ],
+    ids=["late-429", "idle-mid-stream"],
+)
+def test_failures_after_the_answer_started_are_response_failed(
+    tmp_path, reply, timeout, code, phrase
+):
+    with (
+        FakeUpstream() as up,
+        MitmRelay(
+            tmp_path, up.url, options={"relay_keepalive": "1", "relay_timeout": timeout}
+        ) as relay,
+    ):
+        up.enqueue(reply)
+        r = httpx.post(
+            f"{relay.url}/v1/responses",
+            timeout=30,
+            json={"model": "m", "input": "x", "stream": True},
+        )
+    events = sse_events(r.content)
+    assert r.status_code == 200 and events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.failed"
+    error = events[-1]["response"]["error"]
+    assert error["code"] == code and phrase in error["message"]
+
+
+def test_gzip_stream_from_an_upstream_that_ignored_identity(upstream, client):
+    upstream.enqueue(Reply(chunks=[{"content": "unzipped"}], gzip=True))
+    with client.responses.stream(model="m", input="x") as stream:
+        assert stream.get_final_response().output_text == "unzipped"
 
 
 def test_invalid_body_is_answered_locally(upstream, relay):
