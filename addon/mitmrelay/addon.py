@@ -33,6 +33,7 @@ from typing import Any
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
+from . import inspection
 from .core import local_answers
 from .core.bounds import Limits
 from .core.carrier import SealedReasoningCarrier
@@ -52,6 +53,7 @@ from .core.request import parse_request, translate_request
 from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
 from .core.stream import StreamTranslator
 from .core.upstream_errors import map_upstream_error
+from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
 from .link import JOB_HEADER, LOCAL_HEADER, LinkJob, LinkSettings, UpstreamLink
 from .state import StateStore, open_store
@@ -59,7 +61,6 @@ from .state.memory import MemoryStore
 
 logger = logging.getLogger("mitmrelay")
 
-META = "mitmrelay"  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 REASONING_MODES = ("summary", "raw", "hidden")
 # Headers only Codex or OpenAI understand; none of them may reach a third-party upstream.
 CLIENT_ONLY_HEADERS = (
@@ -431,6 +432,7 @@ class Relay:
                 *local_answers.internal_error("translate the upstream's answer")
             )
         self._annotate(flow, exchange)
+        self._show_legs(flow, exchange)
 
     def error(self, flow: http.HTTPFlow) -> None:
         exchange = self.exchanges.pop(flow.id, None)
@@ -448,6 +450,20 @@ class Relay:
             exchange.ctx.upstream_model,
             flow.error.msg if flow.error else "?",
         )
+        self._show_legs(flow, exchange)
+
+    def _show_legs(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        """The flow becomes the client's leg; the upstream's leg joins mitmweb's list."""
+        job, client_request = exchange.link_job, exchange.client_request
+        if job is None or client_request is None:
+            return
+        try:
+            link_request = flow.request
+            inspection.show_client_leg(flow, client_request)
+            if inspection.has_flow_list():
+                inspection.add_to_flow_list(inspection.upstream_leg(flow, link_request, job))
+        except Exception:  # inspection must never cost the client its answer
+            logger.exception("relay: could not show flow %s's legs", flow.id[:8])
 
     # ------------------------------------------------------------------ internals
 
@@ -762,6 +778,8 @@ class Relay:
         )
         usage = (response or {}).get("usage") or {}
         meta.update(status=status, usage=usage or None)
+        if exchange.link_job is not None and exchange.link_job.retried:
+            meta["healed"] = True  # one self-healing retry (link.py, core/reasoning_recovery.py)
         tokens = (
             f"{usage.get('input_tokens', '?')} in / {usage.get('output_tokens', '?')} out"
             if usage
