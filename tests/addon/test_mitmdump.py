@@ -342,6 +342,28 @@ def test_proxy_mode_relays_openai_and_passes_other_traffic(upstream, tmp_path):
         assert other.requests[-1]["path"] == "/v1/models"
 
 
+def test_upstream_proxy_mode_reaches_the_upstream_through_that_proxy(upstream, tmp_path):
+    """--mode upstream:http://corp-proxy: the link goes through the proxy, as mitmproxy would
+    (here the corporate proxy is another mitmdump, passing everything through)."""
+    with (
+        MitmRelay(
+            tmp_path / "corp", "http://127.0.0.1:1/v1", mode="regular", options={"flow_detail": "1"}
+        ) as corp,
+        MitmRelay(tmp_path / "relay", upstream.url, mode=f"upstream:{corp.url}") as relay,
+    ):
+        upstream.enqueue(text("via the proxy"))
+        ca = ssl.create_default_context(cafile=str(relay.ca))
+        with httpx.Client(proxy=relay.url, verify=ca, timeout=30) as c:
+            resp = c.post(
+                "https://api.openai.com/v1/responses",
+                json={"model": "gpt-5.5", "input": "hi", "stream": True},
+            )
+        assert sse_events(resp.content)[-1]["response"]["output"][0]["content"][0]["text"] == (
+            "via the proxy"
+        )
+        assert f"POST {upstream.url}/chat/completions" in corp.text()
+
+
 def test_missing_upstream_fails_at_start(tmp_path):
     proc = subprocess.run(
         [

@@ -34,10 +34,10 @@ class MitmRelay:
         env: dict[str, str] | None = None,
     ) -> None:
         self.confdir = confdir
+        # "reverse" (dummy target, never contacted), "regular", or any other mode spec such
+        # as "upstream:http://127.0.0.1:3128", listening on a free loopback port.
         spec = (
-            "reverse:http://127.0.0.1:1@127.0.0.1:0"
-            if mode == "reverse"
-            else ("regular@127.0.0.1:0")
+            "reverse:http://127.0.0.1:1@127.0.0.1:0" if mode == "reverse" else f"{mode}@127.0.0.1:0"
         )
         args = [
             str(MITMDUMP),
@@ -49,12 +49,12 @@ class MitmRelay:
             str(RELAY_SCRIPT),
             "--set",
             f"relay_upstream={upstream}",
-            "--set",
-            "termlog_verbosity=info",
-            "--set",
-            "flow_detail=0",
         ]
-        for name, value in (options or {}).items():
+        for name, value in {
+            "termlog_verbosity": "info",
+            "flow_detail": "0",
+            **(options or {}),
+        }.items():
             args += ["--set", f"{name}={value}"]
         full_env = {
             k: v
