@@ -793,6 +793,10 @@ class Relay:
             flow.marked = ":warning:"
         duration = time.monotonic() - exchange.started
         error = (response or {}).get("error") or {}
+        failure = exchange.link_job.failure if exchange.link_job else None
+        why = f"{error.get('code')}: {error.get('message')}" if error else None
+        if failure is not None and not error:
+            why = f"{failure.code}: {failure.message}"
         logger.info(
             "relay %s: %s -> %s %s %s in %.2fs%s",
             flow.id[:8],
@@ -801,7 +805,7 @@ class Relay:
             status,
             tokens,
             duration,
-            f" ({error.get('code')})" if error else "",
+            f" ({why})" if why else "",
         )
 
     def _upstream_base(self) -> str:

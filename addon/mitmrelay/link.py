@@ -223,7 +223,7 @@ class UpstreamLink:
                 # The reader must be free before the next request is read from it.
                 with contextlib.suppress(BaseException):
                     await gone
-        return served and open_ and client.reusable
+        return served and open_
 
     # ------------------------------------------------------------------ upstream side
 
@@ -424,7 +424,7 @@ class _Call:
 
     async def _fail(self, mapped: MappedError) -> None:
         self.job.failure = mapped
-        logger.info("mitmrelay: %s", mapped.message)
+        logger.debug("mitmrelay link: %s", mapped.message)  # the relay logs the exchange
         if self.job.committed:
             await self._fail_event(mapped.code, mapped.message)
             return
@@ -475,7 +475,6 @@ class _ClientSide:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.committed = False  # status line sent
-        self.reusable = True
 
     async def start(self, status: int, reason: str, headers: list[tuple[str, str]]) -> None:
         lines = [f"HTTP/1.1 {status} {reason}", "transfer-encoding: chunked"]

@@ -625,6 +625,9 @@ def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
         assert error["code"] == "server_error"
         assert "sent nothing for too long" in error["message"]
         assert "relay_timeout" in error["message"]
+    # One INFO line for the exchange says what went wrong.
+    [line] = [entry for entry in relay.log if "relay " in entry and " -> " in entry]
+    assert "http 504" in line and "sent nothing for too long" in line
 
 
 def _first_call(upstream, relay, call_id: str, reasoning: str) -> dict:
