@@ -173,11 +173,6 @@ def test_streamed_call_shows_both_legs_with_comments_bodies_and_llm_view(upstrea
     assert any(line.startswith("usage: ") and '"prompt_tokens": 321' in line for line in lines)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/stream_summary.py keys Chat tool-call deltas by `id or index`: the first "
-    "chunk (id + name) and the argument chunks (index only) become two calls",
-)
 def test_llm_view_of_a_chat_stream_shows_one_line_per_tool_call(upstream, web):
     before = web.ids()
     upstream.enqueue(reasoning_text_and_call())

@@ -78,7 +78,8 @@ def _item_line(item: dict[str, Any]) -> str:
 
 def _summarize_chat(events: list[dict[str, Any]]) -> str:
     reasoning, text, finish, usage = [], [], None, None
-    calls: dict[Any, dict[str, str]] = {}
+    calls: list[dict[str, str]] = []
+    by_index: dict[Any, dict[str, str]] = {}
     for e in events:
         if e.get("error"):
             return f"error: {json.dumps(e['error'])}"
@@ -88,8 +89,18 @@ def _summarize_chat(events: list[dict[str, Any]]) -> str:
             reasoning.append(delta.get("reasoning_content") or delta.get("reasoning") or "")
             text.append(delta.get("content") or "")
             for tc in delta.get("tool_calls") or ():
-                key = tc.get("id") or tc.get("index")
-                call = calls.setdefault(key, {"name": "", "arguments": ""})
+                # As the translator accumulates (core/stream.py rule 4): by index, the id only
+                # in a call's first delta; a new id at a used index, or an id without an
+                # index (Gemini), starts a new call.
+                index, call_id = tc.get("index"), tc.get("id") or ""
+                call = by_index.get(index) if index is not None else None
+                if call is None and index is None and calls and not call_id:
+                    call = calls[-1]
+                if call is None or (call_id and call["id"] and call_id != call["id"]):
+                    call = {"id": call_id, "name": "", "arguments": ""}
+                    calls.append(call)
+                    by_index[index] = call
+                call["id"] = call["id"] or call_id
                 fn = tc.get("function") or {}
                 call["name"] += fn.get("name") or ""
                 call["arguments"] += fn.get("arguments") or ""
@@ -99,7 +110,7 @@ def _summarize_chat(events: list[dict[str, Any]]) -> str:
         lines.append("reasoning: " + "".join(reasoning))
     if "".join(text):
         lines.append("text: " + "".join(text))
-    lines += [f"call {k}: {c['name']}({c['arguments']})" for k, c in calls.items()]
+    lines += [f"call {c['id'] or i}: {c['name']}({c['arguments']})" for i, c in enumerate(calls)]
     lines.append(f"== finish_reason: {finish}")
     if usage:
         lines.append(f"usage: {json.dumps(usage)}")
