@@ -459,7 +459,9 @@ class Relay:
             return
         try:
             link_request = flow.request
-            inspection.show_client_leg(flow, client_request)
+            reverse = isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode)
+            listener = flow.client_conn.sockname[:2] if reverse else None
+            inspection.show_client_leg(flow, client_request, listener=listener)
             if inspection.has_flow_list():
                 inspection.add_to_flow_list(inspection.upstream_leg(flow, link_request, job))
         except Exception:  # inspection must never cost the client its answer

@@ -24,9 +24,15 @@ HIDDEN = "[hidden by mitmrelay]"
 _NOT_REPLAYED = ("transfer-encoding", "content-encoding", "content-length", "connection")
 
 
-def show_client_leg(f: http.HTTPFlow, client_request: http.Request) -> None:
-    """Show the request as the client sent it (the flow's own request went to the link)."""
+def show_client_leg(
+    f: http.HTTPFlow, client_request: http.Request, *, listener: tuple[str, int] | None = None
+) -> None:
+    """Show the request as the client sent it (the flow's own request went to the link).
+    ``listener``: in reverse mode, the address the client called; mitmproxy rewrote the
+    request to the dummy reverse target before any hook ran (mitmproxy-notes.md §2)."""
     request = client_request.copy()
+    if listener is not None:
+        request.host, request.port = listener
     if "authorization" in request.headers:
         request.headers["authorization"] = HIDDEN
     f.request = request

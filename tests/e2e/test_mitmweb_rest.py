@@ -122,6 +122,8 @@ def test_streamed_call_shows_both_legs_with_comments_bodies_and_llm_view(upstrea
 
     # Client leg: the Responses request as sent, the translated stream as received.
     assert client["request"]["path"] == "/v1/responses"
+    # Where the client sent it, not mitmproxy's dummy reverse target.
+    assert (client["request"]["host"], client["request"]["port"]) == ("127.0.0.1", web.port)
     bodies = web.bodies(client["id"])
     assert bodies["request"] is not None and bodies["response"] is not None
     assert json.loads(bodies["request"]) == sent
