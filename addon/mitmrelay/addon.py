@@ -55,7 +55,7 @@ from .core.stream import StreamTranslator
 from .core.upstream_errors import map_upstream_error
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
-from .link import JOB_HEADER, LOCAL_HEADER, LinkJob, LinkSettings, UpstreamLink
+from .link import JOB_HEADER, LOCAL_HEADER, MAX_RECORDED, LinkJob, LinkSettings, UpstreamLink
 from .state import StateStore, open_store
 from .state.memory import MemoryStore
 
@@ -600,6 +600,8 @@ class Relay:
             headers={"authorization": f"Bearer {key}"} if key else {},
             sse=sse,
             retry_body=retry_body,
+            # Only a flow list (mitmweb, console) shows the upstream's raw bytes (inspection.py).
+            record_limit=MAX_RECORDED if inspection.has_flow_list() else 0,
         )
         token = self.link.register(job)
         headers[JOB_HEADER] = token

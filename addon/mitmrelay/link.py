@@ -106,6 +106,7 @@ class LinkJob:
     headers: dict[str, str]  # added to the forwarded request (the relay's key among them)
     sse: bool  # a streamed Chat call: may commit early, gets keep-alives and failure events
     retry_body: Callable[[int, bytes], bytes | None] | None = None
+    record_limit: int = MAX_RECORDED  # upstream bytes kept for inspection (0: none)
     registered: float = field(default_factory=time.monotonic)
     # outcome, for mitmweb and the log
     status: int | None = None
@@ -117,7 +118,7 @@ class LinkJob:
     failure: MappedError | None = None
 
     def record(self, data: bytes) -> None:
-        room = MAX_RECORDED - len(self.recorded)
+        room = self.record_limit - len(self.recorded)
         if room > 0:
             self.recorded += data[:room]
 
