@@ -50,6 +50,11 @@ def sse_events(body: bytes) -> list[dict]:
     ]
 
 
+def final_text(body: bytes) -> str:
+    """The text of the first output item of the stream's terminal response."""
+    return sse_events(body)[-1]["response"]["output"][0]["content"][0]["text"]
+
+
 def test_sdk_stream_text_through_real_mitmdump(upstream, client):
     upstream.enqueue(text("Hello", " from", " upstream", reasoning="thinking hard"))
     with client.responses.stream(model="deepseek-chat", input="hi") as stream:
@@ -324,10 +329,7 @@ def test_proxy_mode_relays_openai_and_passes_other_traffic(upstream, tmp_path):
                 headers={"authorization": f"Bearer {CLIENT_KEY}"},
             )
             assert resp.status_code == 200
-            assert (
-                sse_events(resp.content)[-1]["response"]["output"][0]["content"][0]["text"]
-                == "proxied"
-            )
+            assert final_text(resp.content) == "proxied"
             ws = c.get(
                 "https://api.openai.com/v1/responses",
                 headers={"upgrade": "websocket", "connection": "upgrade"},
@@ -358,9 +360,7 @@ def test_upstream_proxy_mode_reaches_the_upstream_through_that_proxy(upstream, t
                 "https://api.openai.com/v1/responses",
                 json={"model": "gpt-5.5", "input": "hi", "stream": True},
             )
-        assert sse_events(resp.content)[-1]["response"]["output"][0]["content"][0]["text"] == (
-            "via the proxy"
-        )
+        assert final_text(resp.content) == "via the proxy"
         assert f"POST {upstream.url}/chat/completions" in corp.text()
 
 
@@ -605,9 +605,7 @@ def test_untrusted_upstream_tls_is_a_json_error_then_trusting_it_works(self_sign
                 timeout=30,
                 json={"model": "m", "input": "x", "stream": True},
             )
-        assert sse_events(r.content)[-1]["response"]["output"][0]["content"][0]["text"] == (
-            "over tls"
-        )
+        assert final_text(r.content) == "over tls"
 
 
 def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
