@@ -76,11 +76,7 @@ CLIENT_ONLY_HEADERS = (
     "x-client-request-id",
     "cookie",
 )
-# A chunk that produced no event (the link's keep-alive comment, the upstream's own, half an
-# event) is answered with a response.in_progress keep-alive at most this often.
-KEEPALIVE_GAP_S = 1.0
 REASONING_KEY = "reasoning:"  # state-store key prefix of the call_id -> reasoning map
-MAX_STORED_STREAM_BYTES = 8 * 1024 * 1024  # what mitmweb keeps of one translated stream
 
 
 def _answer(status: int, headers: dict[str, str], body: bytes) -> http.Response:
@@ -99,43 +95,9 @@ class _Exchange:
     translator: StreamTranslator | None = None
     input_items: list[Any] = field(default_factory=list)  # full input, history included
     chat: dict[str, Any] = field(default_factory=dict)  # the Chat request sent upstream
-    stored: list[bytes] = field(default_factory=list)
-    stored_bytes: int = 0
-    last_output: float = 0.0  # monotonic time of the last bytes sent to the client
     link_token: str | None = None
     link_job: LinkJob | None = None
     client_request: http.Request | None = None  # as the client sent it, for mitmweb
-
-
-class _StreamAdapter:
-    """mitmproxy's stream callable -> StreamTranslator. Never raises (an exception here drops
-    the chunk while the stream goes on: mitmproxy-notes.md §5); never returns ``b""`` mid-stream
-    (an empty HTTP/1 chunk ends the body): ``[]`` instead."""
-
-    def __init__(self, exchange: _Exchange):
-        self.exchange = exchange
-
-    def __call__(self, data: bytes) -> list[bytes]:
-        translator = self.exchange.translator
-        assert translator is not None
-        now = time.monotonic()
-        try:
-            out = translator.finish() if data == b"" else translator.feed(data)
-            if not out and data and now - self.exchange.last_output >= KEEPALIVE_GAP_S:
-                # Bytes but no event: the link's keep-alive during upstream silence, the
-                # upstream's own (DeepSeek's ": keep-alive" while the model thinks), half an
-                # event. Tell the client the response is alive (core/stream.py keepalive()).
-                out = translator.keepalive()
-        except Exception:  # StreamTranslator never raises; this guards the guard
-            logger.exception("relay: stream adapter failed")
-            out = translator.fail("server_error", "relay failed while translating the stream")
-        if not out:
-            return []  # never b"": an empty HTTP/1 chunk ends the body (mitmproxy-notes §5)
-        self.exchange.last_output = now
-        if self.exchange.stored_bytes < MAX_STORED_STREAM_BYTES:
-            self.exchange.stored.append(out)
-            self.exchange.stored_bytes += len(out)
-        return [out]
 
 
 class Relay:
@@ -376,7 +338,7 @@ class Relay:
             if route is Route.RESPONSES:
                 self._relay(flow)
             elif route is Route.MODELS:
-                self._reroute(flow, "/models", b"", sse=False)
+                self._reroute(flow, "/models", b"")
                 flow.metadata[META] = {"route": "models"}
             elif route is Route.UPGRADE:
                 flow.response = _answer(*local_answers.websocket_refused())
@@ -396,22 +358,13 @@ class Relay:
             flow.metadata[META]["status"] = flow.response.status_code
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        exchange = self.exchanges.get(flow.id)
-        if exchange is None or flow.response is None:
+        """The link's translated stream goes to the client as it comes (mitmproxy only
+        carries it); anything else is buffered and rewritten in ``response``."""
+        if flow.id not in self.exchanges or flow.response is None:
             return
-        ctype = flow.response.headers.get("content-type", "")
-        if flow.response.status_code != 200 or not exchange.stream:
-            return  # buffered; rewritten in `response`
-        if not ctype.startswith("text/event-stream"):
-            return  # a JSON body where SSE was asked: translated whole in `response`
-        exchange.translator = self._translator(exchange)
-        flow.response.stream = _StreamAdapter(exchange)
-        headers = flow.response.headers
-        headers.pop("content-length", None)  # the length changes
-        headers.pop("content-encoding", None)  # identity was requested upstream
-        headers["content-type"] = "text/event-stream; charset=utf-8"
-        if flow.response.http_version == "HTTP/1.1":
-            headers["transfer-encoding"] = "chunked"
+        if flow.response.headers.get(LOCAL_HEADER) == "translated":
+            del flow.response.headers[LOCAL_HEADER]
+            flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
         meta = flow.metadata.get(META)
@@ -541,7 +494,7 @@ class Relay:
             flow,
             "/chat/completions",
             json.dumps(chat).encode(),
-            sse=exchange.stream,
+            translator=self._translator(exchange) if exchange.stream else None,
             retry_body=self._healer(flow, chat),
         )
         flow.metadata[META] = {
@@ -565,7 +518,7 @@ class Relay:
         endpoint: str,
         body: bytes,
         *,
-        sse: bool,
+        translator: StreamTranslator | None = None,
         retry_body: Callable[[int, bytes], bytes | None] | None = None,
     ) -> tuple[str, LinkJob]:
         """Send the flow to the upstream link, which calls ``{relay_upstream}{endpoint}`` with
@@ -592,13 +545,13 @@ class Relay:
             req.content = b""
         else:
             headers["content-type"] = "application/json"
-            headers["accept"] = "text/event-stream" if sse else "application/json"
+            headers["accept"] = "text/event-stream" if translator else "application/json"
             req.content = body
         key = os.environ.get(ctx.options.relay_api_key_env, "")
         job = LinkJob(
             url=up._replace(path=up.path.rstrip("/") + endpoint, query="", fragment=""),
             headers={"authorization": f"Bearer {key}"} if key else {},
-            sse=sse,
+            translator=translator,
             retry_body=retry_body,
             # Only a flow list (mitmweb, console) shows the upstream's raw bytes (inspection.py).
             record_limit=MAX_RECORDED if inspection.has_flow_list() else 0,
@@ -689,10 +642,12 @@ class Relay:
     def _finish_exchange(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
         response = flow.response
         assert response is not None
-        if exchange.translator is not None:
-            # Streamed: the body is gone; store what was sent so mitmweb does not show
-            # "content missing" (mitmproxy-notes.md §8).
-            response.content = b"".join(exchange.stored)
+        job = exchange.link_job
+        if job is not None and job.committed:
+            # Translated by the link as it streamed: keep what was sent so mitmweb does not
+            # show "content missing" (mitmproxy-notes.md §8).
+            exchange.translator = job.translator
+            response.content = bytes(job.answered)
             return
         if response.status_code >= 400:
             mapped = map_upstream_error(

@@ -1,5 +1,5 @@
 """The upstream link: a loopback HTTP/1.1 server on mitmproxy's event loop that makes the
-upstream call of each relayed flow.
+upstream call of each relayed flow and, for a streamed call, translates the stream.
 
 Why it exists. mitmproxy alone cannot do three things issue 5 asks for (mitmproxy-notes.md
 §5-§6): a ``.stream`` callable runs only when upstream bytes arrive, so nothing can reach Codex
@@ -10,23 +10,24 @@ truncated body. So the relay reroutes a flow here (``register`` + ``JOB_HEADER``
 - calls the upstream itself (TLS verified as mitmproxy would, through mitmproxy's upstream
   proxy if one is set, connections kept alive and reused), adding the relay's key, which
   therefore never sits on a flow that mitmweb shows or ``-w`` saves;
-- passes the upstream's answer on unchanged when its headers come within ``COMMIT_GRACE_S``, so
-  statuses and ``retry-after`` reach the client as the upstream sent them;
-- for a streamed Chat call whose upstream is slower than that, commits to ``200
-  text/event-stream`` on its own, and from then on writes an SSE comment after every
-  ``keepalive_s`` of upstream silence. Each comment makes the flow's translator (the ``.stream``
-  callable) send ``response.created`` or a ``response.in_progress`` keep-alive;
-- turns every failure into an answer: before the commit a JSON error with a status Codex
-  retries (marked with ``LOCAL_HEADER`` so the relay does not map it again), after it a final
-  ``mitmrelay.failure`` event (core/sse.py) that the translator turns into
-  ``response.failed``. The Chat stream is forwarded in whole events only, so a keep-alive or
-  that final event never lands inside half an upstream event;
+- passes the upstream's answer on unchanged when its headers come within ``COMMIT_GRACE_S``
+  and it is not a stream to translate, so statuses and ``retry-after`` reach the client as the
+  upstream sent them (the relay's hooks map errors and translate whole answers);
+- for a streamed call (a ``LinkJob`` with a ``translator``) answers ``200 text/event-stream``
+  itself, as soon as the upstream's stream starts or once ``COMMIT_GRACE_S`` has passed
+  without its headers, and from then on feeds every upstream piece to the translator and writes
+  what comes out. During silence it sends the translator's keep-alive event every
+  ``keepalive_s``; every failure (cut, ``relay_timeout``, a late HTTP error) ends the answer
+  with the translator's ``response.failed``. mitmproxy carries those bytes unchanged
+  (``LOCAL_HEADER: translated``), which also spares it a stream callable per chunk;
+- answers transport failures before anything was sent with a JSON error Codex retries
+  (``LOCAL_HEADER: transport-error``, so the relay does not map it again);
 - retries once when ``LinkJob.retry_body`` says so (the missing-reasoning self-heal).
 
-What the flow shows in mitmweb is the request the link received and the answer it sent; the
-upstream's own status, headers and bytes are kept on the ``LinkJob`` for the relay to show.
-Standard library only (mitmproxy's standalone builds cannot import httpx: mitmproxy-notes §0);
-no mitmproxy import, so it runs and is tested on a bare event loop.
+The upstream's own status, headers and bytes, and the translated answer, are kept on the
+``LinkJob`` for the relay to show in mitmweb. Standard library only (mitmproxy's standalone
+builds cannot import httpx: mitmproxy-notes §0); no mitmproxy import, so it runs and is tested
+on a bare event loop.
 """
 
 from __future__ import annotations
@@ -44,18 +45,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .core.completion import completion_as_sse
-from .core.sse import encode_comment, encode_relay_failure
+from .core.stream import StreamTranslator
 from .core.upstream_errors import MappedError, map_transport_error, map_upstream_error
 
 logger = logging.getLogger("mitmrelay.link")
 
 JOB_HEADER = "x-mitmrelay-link"  # names the LinkJob of a request; unknown names get a 403
-LOCAL_HEADER = "x-mitmrelay-answer"  # on answers the link made itself ("transport-error")
+LOCAL_HEADER = "x-mitmrelay-answer"  # on answers the link made: "translated", "transport-error"
 COMMIT_GRACE_S = 2.0  # how long a streamed call may wait for the upstream's headers
 MAX_ERROR_BODY = 1024 * 1024  # an upstream error body read to decide on a retry
 MAX_WHOLE_BODY = 64 * 1024 * 1024  # a whole completion turned into SSE after the commit
-MAX_PENDING_EVENT = 16 * 1024 * 1024  # as core/sse.py: one event larger than this is hostile
-MAX_RECORDED = 8 * 1024 * 1024  # upstream bytes kept per job for inspection
+MAX_RECORDED = 8 * 1024 * 1024  # upstream bytes, and translated bytes, kept per job
+# A piece that produced no event (the upstream's own keep-alive comment, half an event) is
+# answered with the translator's keep-alive at most this often.
+KEEPALIVE_GAP_S = 1.0
 POOL_IDLE_S = 30.0  # an idle upstream connection older than this is not reused
 JOB_TTL_S = 600.0  # a registered job whose flow never arrived is forgotten after this
 READ_SIZE = 64 * 1024
@@ -73,8 +76,6 @@ HOP_BY_HOP = frozenset(
         JOB_HEADER,
     }
 )
-KEEPALIVE = encode_comment("mitmrelay keepalive")
-STARTED = encode_comment("mitmrelay: upstream answered")
 
 
 class _Failure(Exception):
@@ -104,7 +105,8 @@ class LinkJob:
 
     url: urllib.parse.SplitResult
     headers: dict[str, str]  # added to the forwarded request (the relay's key among them)
-    sse: bool  # a streamed Chat call: may commit early, gets keep-alives and failure events
+    # A streamed Chat call: the link answers it with this translator's events.
+    translator: StreamTranslator | None = None
     retry_body: Callable[[int, bytes], bytes | None] | None = None
     record_limit: int = MAX_RECORDED  # upstream bytes kept for inspection (0: none)
     registered: float = field(default_factory=time.monotonic)
@@ -113,6 +115,7 @@ class LinkJob:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     sent_body: bytes = b""  # the body of the last attempt (the retry's, after a retry)
     recorded: bytearray = field(default_factory=bytearray)
+    answered: bytearray = field(default_factory=bytearray)  # what the translator sent
     retried: bool = False
     committed: bool = False
     failure: MappedError | None = None
@@ -121,6 +124,11 @@ class LinkJob:
         room = self.record_limit - len(self.recorded)
         if room > 0:
             self.recorded += data[:room]
+
+    def answer(self, data: bytes) -> None:
+        room = MAX_RECORDED - len(self.answered)
+        if room > 0:
+            self.answered += data[:room]
 
 
 class UpstreamLink:
@@ -274,10 +282,14 @@ class _Call:
         self.link, self.job, self.client, self.gone = link, job, client, gone
         self.settings = link.settings
         self.conn: _Connection | None = None  # the upstream connection in use
-        # Keep-alives (and the commit before them) only where the client's answer is an SSE
-        # stream, or not started yet: never inside a body being passed through.
-        self.ticking = job.sse
+        self.translator = job.translator
+        # Keep-alives (and the commit before them) only where the client's answer is a stream
+        # the link translates, or not started yet: never inside a body being passed through.
+        self.ticking = self.translator is not None
         self.next_tick = time.monotonic() + min(COMMIT_GRACE_S, self.settings.keepalive_s)
+        self.last_data = self.last_write = 0.0  # loop times, while streaming
+        self.abort: _Failure | _ClientGone | None = None  # set by _tick / _on_gone
+        self.ticker: asyncio.TimerHandle | None = None
 
     def close(self) -> None:
         """An upstream connection still held was abandoned mid-answer: never reused."""
@@ -334,7 +346,7 @@ class _Call:
 
     async def _deliver(self, conn: _Connection, status: int, answer: list[tuple[str, str]]) -> None:
         ctype = _header(answer, "content-type").lower()
-        if self.job.sse and 200 <= status < 300 and ctype.startswith("text/event-stream"):
+        if self.translator and 200 <= status < 300 and ctype.startswith("text/event-stream"):
             await self._stream_events(conn, answer)
             return
         # Anything else is read whole before a byte goes out: mitmproxy buffers it anyway (only
@@ -344,29 +356,79 @@ class _Call:
         await self._deliver_whole(status, answer, whole)
 
     async def _stream_events(self, conn: _Connection, answer: list[tuple[str, str]]) -> None:
-        """A Chat SSE stream, forwarded in whole events, with keep-alives in silences."""
+        """The hot path: each piece of the Chat stream through the translator to the client.
+
+        One await per upstream read. The idle timeout, the keep-alive clock and the client's
+        departure are watched by a timer and a callback (``_tick``, ``_on_gone``) that end a
+        read by aborting the upstream connection, instead of a task per read."""
+        translator = self.translator
+        assert translator is not None
         body = _Body(conn, answer)
         await self._commit()
-        pending = bytearray()
+        loop = asyncio.get_running_loop()
+        self.last_data = loop.time()
+        self.gone.add_done_callback(self._on_gone)
+        self._schedule_tick()
+        failure: _Failure | None = None
         try:
-            while (piece := await self._wait(body.next())) is not None:
+            while (piece := await body.next()) is not None:
+                self.last_data = loop.time()
                 self.job.record(piece)
-                pending += piece
-                cut = _last_boundary(pending)
-                if cut:
-                    await self.client.data(bytes(pending[:cut]))
-                    del pending[:cut]
-                    self.next_tick = time.monotonic() + self.settings.keepalive_s
-                elif len(pending) > MAX_PENDING_EVENT:
-                    raise _Failure("cut", "one stream event exceeded 16 MiB")
+                out = translator.feed(piece)
+                if not out and self.last_data - self.last_write >= KEEPALIVE_GAP_S:
+                    # Bytes but no event (the upstream's own ": keep-alive" while the model
+                    # thinks, half an event): a sign of life for the client all the same.
+                    out = translator.keepalive()
+                if out:
+                    await self._write(out)
         except _Failure as f:
+            failure = f
+        finally:
+            if self.ticker is not None:
+                self.ticker.cancel()
+            self.gone.remove_done_callback(self._on_gone)
+        if isinstance(self.abort, _ClientGone):
+            raise self.abort
+        failure = self.abort or failure  # a read ended by our own abort: say why
+        if failure is not None:
             self.close()
-            await self._fail(map_transport_error(f.kind, f.detail, upstream=self.settings.upstream))
+            await self._fail(
+                map_transport_error(failure.kind, failure.detail, upstream=self.settings.upstream)
+            )
             return
-        if pending:  # a last event without its blank line: the translator flushes it
-            await self.client.data(bytes(pending) + b"\n\n")
+        await self._write(translator.finish())
         await self.client.end()
         self._done_with(conn, body)
+
+    def _schedule_tick(self) -> None:
+        due = min(
+            self.last_data + self.settings.idle_timeout_s,
+            self.last_write + self.settings.keepalive_s,
+        )
+        self.ticker = asyncio.get_running_loop().call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        """Timer: the upstream silent too long, or the client due a keep-alive."""
+        now = asyncio.get_running_loop().time()
+        if now - self.last_data >= self.settings.idle_timeout_s:
+            self.abort = _Failure(
+                "timeout", f"no data for {self.settings.idle_timeout_s:g} s (relay_timeout)"
+            )
+            self._abort_upstream()
+            return
+        if now - self.last_write >= self.settings.keepalive_s and self.translator is not None:
+            self._write_nowait(self.translator.keepalive())
+        self._schedule_tick()
+
+    def _on_gone(self, _: asyncio.Future[bytes]) -> None:
+        if self.abort is None:
+            self.abort = _ClientGone()
+            self._abort_upstream()
+
+    def _abort_upstream(self) -> None:
+        """End the pending read now: it then sees the connection closed."""
+        if self.conn is not None:
+            self.conn.abort()
 
     async def _deliver_whole(self, status: int, answer: list[tuple[str, str]], body: bytes) -> None:
         self.job.record(body)
@@ -375,22 +437,25 @@ class _Call:
             headers = [(k, v) for k, v in answer if k not in HOP_BY_HOP and k != "content-encoding"]
             await self.client.answer(status, headers, body)
             return
+        translator = self.translator
+        assert translator is not None  # only a translated stream is committed early
         if status < 300:
             try:
-                await self.client.data(completion_as_sse(body))
+                events = completion_as_sse(body)
             except ValueError:
-                await self._fail_event(
+                await self._fail_events(
                     "upstream_invalid_json",
                     f"{self.settings.upstream} answered with a body that is not JSON",
                 )
                 return
+            await self._write(translator.feed(events) + translator.finish())
             await self.client.end()
             return
         mapped = map_upstream_error(
             status, dict(answer), body, upstream=self.settings.upstream, now=time.time
         )
         self.job.failure = mapped
-        await self._fail_event(mapped.code, mapped.message)
+        await self._fail_events(mapped.code, mapped.message)
 
     async def _read_whole(
         self, conn: _Connection, answer: list[tuple[str, str]], limit: int
@@ -415,25 +480,47 @@ class _Call:
     # ---------------------------------------------------------------- the client's side
 
     async def _commit(self) -> None:
-        """From here on the client has a 200 SSE answer; failures become events."""
+        """From here on the client has a 200 SSE answer the link translates; failures are
+        ``response.failed``. ``response.created`` goes out at once."""
         if not self.client.committed:
+            assert self.translator is not None
             self.job.committed = True
             await self.client.start(
-                200, "OK", [("content-type", "text/event-stream; charset=utf-8")]
+                200,
+                "OK",
+                [
+                    ("content-type", "text/event-stream; charset=utf-8"),
+                    ("cache-control", "no-cache"),
+                    (LOCAL_HEADER, "translated"),
+                ],
             )
-            await self.client.data(STARTED)
+            await self._write(self.translator.start())
+
+    async def _write(self, out: bytes) -> None:
+        if out:
+            self.job.answer(out)
+            self.last_write = asyncio.get_running_loop().time()
+            await self.client.data(out)
+
+    def _write_nowait(self, out: bytes) -> None:
+        """From a timer: no drain (a keep-alive is small; the next ``_write`` drains)."""
+        if out:
+            self.job.answer(out)
+            self.last_write = asyncio.get_running_loop().time()
+            self.client.data_nowait(out)
 
     async def _fail(self, mapped: MappedError) -> None:
         self.job.failure = mapped
         logger.debug("mitmrelay link: %s", mapped.message)  # the relay logs the exchange
         if self.job.committed:
-            await self._fail_event(mapped.code, mapped.message)
+            await self._fail_events(mapped.code, mapped.message)
             return
         headers = [*mapped.headers().items(), (LOCAL_HEADER, "transport-error")]
         await self.client.answer(mapped.status, headers, mapped.body())
 
-    async def _fail_event(self, code: str, message: str) -> None:
-        await self.client.data(encode_relay_failure(code, message))
+    async def _fail_events(self, code: str, message: str) -> None:
+        assert self.translator is not None
+        await self._write(self.translator.fail(code, message))
         await self.client.end()
 
     async def _wait(self, awaitable: Any) -> Any:
@@ -460,8 +547,11 @@ class _Call:
                         "timeout", f"no data for {self.settings.idle_timeout_s:g} s (relay_timeout)"
                     )
                 if self.ticking and now >= self.next_tick:
-                    await self._commit()
-                    await self.client.data(KEEPALIVE)
+                    assert self.translator is not None
+                    if self.client.committed:
+                        await self._write(self.translator.keepalive())
+                    else:
+                        await self._commit()  # response.created: the client hears at once
                     self.next_tick = now + self.settings.keepalive_s
         finally:
             if not task.done():
@@ -488,6 +578,9 @@ class _ClientSide:
         if data:
             self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await self.writer.drain()
+
+    def data_nowait(self, data: bytes) -> None:
+        self.writer.write(b"%x\r\n%s\r\n" % (len(data), data))
 
     async def end(self) -> None:
         self.writer.write(b"0\r\n\r\n")
@@ -522,21 +615,26 @@ class _Connection:
     def close(self) -> None:
         self.writer.close()
 
+    def abort(self) -> None:
+        """Close at once (no TLS close_notify): a pending read sees the end immediately."""
+        self.writer.transport.abort()
+
 
 class _Body:
-    """The upstream's body, de-chunked and decompressed, piece by piece as it arrives."""
+    """The upstream's body, de-chunked and decompressed, piece by piece as it arrives: one
+    socket read per call at most, however the chunk framing falls across reads."""
 
     def __init__(self, conn: _Connection, answer: list[tuple[str, str]]) -> None:
         self.reader = conn.reader
         self.chunked = "chunked" in _header(answer, "transfer-encoding").lower()
         length = _header(answer, "content-length")
         self.left = int(length) if length.isdigit() and not self.chunked else None
-        self.chunk_left = 0
         self.ended = False
         self.reusable = "close" not in _header(answer, "connection").lower() and (
             self.chunked or self.left is not None
         )
         self.decoder = _decoder(_header(answer, "content-encoding").lower())
+        self._chunks = _Dechunker() if self.chunked else None
 
     async def next(self) -> bytes | None:
         while not self.ended:
@@ -552,21 +650,16 @@ class _Body:
 
     async def _raw(self) -> bytes | None:
         try:
-            if self.chunked:
-                if self.chunk_left == 0:
-                    size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                    if size == 0:
-                        while (await self.reader.readuntil(b"\r\n")) != b"\r\n":
-                            pass  # trailers
-                        return None
-                    self.chunk_left = size
-                data = await self.reader.read(min(self.chunk_left, READ_SIZE))
-                if not data:
-                    raise _Failure("cut", "the connection closed inside a chunk")
-                self.chunk_left -= len(data)
-                if self.chunk_left == 0:
-                    await self.reader.readexactly(2)
-                return data
+            if self._chunks is not None:
+                while True:
+                    data = self._chunks.take()
+                    if data or self._chunks.done:
+                        self.reusable = self.reusable and not self._chunks.extra
+                        return data or None
+                    more = await self.reader.read(READ_SIZE)
+                    if not more:
+                        raise _Failure("cut", "the connection closed inside a chunk")
+                    self._chunks.add(more)
             if self.left is not None:
                 if self.left == 0:
                     return None
@@ -576,10 +669,65 @@ class _Body:
                 self.left -= len(data)
                 return data
             return await self.reader.read(READ_SIZE) or None
-        except (asyncio.IncompleteReadError, ConnectionError) as e:
+        except ConnectionError as e:
             raise _Failure("cut", f"the connection closed mid-body ({type(e).__name__})") from e
-        except (ValueError, asyncio.LimitOverrunError) as e:
-            raise _Failure("cut", f"malformed chunked body ({e})") from e
+
+
+class _Dechunker:
+    """HTTP/1.1 chunked framing over a buffer: ``add`` bytes as they come, ``take`` all the
+    payload they complete. Framing errors raise ``_Failure``."""
+
+    MAX_LINE = 4096  # a chunk-size or trailer line longer than this is not HTTP
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.state = "size"  # size -> data -> crlf -> size ... -> trailer -> done
+        self.left = 0
+        self.done = False
+        self.extra = False  # bytes after the last chunk: the connection cannot be reused
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+
+    def take(self) -> bytes:
+        out = bytearray()
+        buf = self.buf
+        while not self.done:
+            if self.state == "data":
+                if not buf:
+                    break
+                n = min(len(buf), self.left)
+                out += buf[:n]
+                del buf[:n]
+                self.left -= n
+                if self.left == 0:
+                    self.state = "crlf"
+            elif self.state == "crlf":
+                if len(buf) < 2:
+                    break
+                if buf[:2] != b"\r\n":
+                    raise _Failure("cut", "malformed chunked body (no CRLF after a chunk)")
+                del buf[:2]
+                self.state = "size"
+            else:  # "size" or "trailer": one line
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > self.MAX_LINE:
+                        raise _Failure("cut", "malformed chunked body (line too long)")
+                    break
+                line = bytes(buf[:end])
+                del buf[: end + 2]
+                if self.state == "trailer":
+                    if not line:
+                        self.done = True
+                        self.extra = bool(buf)
+                    continue
+                try:
+                    self.left = int(line.split(b";")[0], 16)
+                except ValueError:
+                    raise _Failure("cut", f"malformed chunk size {line[:20]!r}") from None
+                self.state = "data" if self.left else "trailer"
+        return bytes(out)
 
 
 def _decoder(encoding: str) -> Any:
@@ -685,17 +833,6 @@ def _header(headers: list[tuple[str, str]], name: str) -> str:
         if k == name:
             return v
     return ""
-
-
-def _last_boundary(buf: bytearray) -> int:
-    """The end of the last complete SSE event in ``buf`` (0 if none): after a blank line,
-    whatever the line endings (core/sse.py accepts LF, CRLF and CR)."""
-    end = 0
-    for blank in (b"\n\n", b"\r\n\r\n", b"\r\r"):
-        at = buf.rfind(blank)
-        if at >= 0:
-            end = max(end, at + len(blank))
-    return end
 
 
 def _reason(status: int) -> str:

@@ -43,7 +43,6 @@ def job(**outcome) -> LinkJob:
     j = LinkJob(
         url=urllib.parse.urlsplit("https://api.deepseek.com/v1/chat/completions"),
         headers={"authorization": f"Bearer {RELAY_KEY}"},
-        sse=True,
     )
     for name, value in outcome.items():
         setattr(j, name, value)

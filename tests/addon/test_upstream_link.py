@@ -2,12 +2,14 @@
 upstream: what reaches mitmproxy for each way an upstream can behave or fail.
 
 The client here is httpx, standing where mitmproxy stands in production; the real mitmdump
-path is covered in test_mitmdump.py.
+path is covered in test_mitmdump.py. A streamed call's answer is the translator's Responses
+stream, so these tests read Responses events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import ssl
 import urllib.parse
@@ -16,17 +18,21 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support.fake_upstream import FakeUpstream, Reply, error, text
 
-from mitmrelay.core.sse import RELAY_FAILURE_EVENT, SSEDecoder
+from mitmrelay.core.context import TranslationContext
+from mitmrelay.core.sse import SSEDecoder
+from mitmrelay.core.stream import StreamTranslator
 from mitmrelay.link import (
     JOB_HEADER,
-    KEEPALIVE,
     LOCAL_HEADER,
-    STARTED,
     LinkJob,
     LinkSettings,
     UpstreamLink,
+    _Dechunker,
+    _Failure,
 )
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
@@ -37,14 +43,20 @@ class Answer:
         self.status, self.headers, self.chunks = status, headers, chunks
         self.body = b"".join(chunks)
 
-    def events(self) -> list[tuple[str | None, str]]:
-        return [(e.event, e.data) for e in SSEDecoder().feed(self.body)]
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(e.data) for e in SSEDecoder().feed(self.body)]
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.events()]
+
+    def text(self) -> str:
+        return "".join(
+            e["delta"] for e in self.events() if e["type"] == "response.output_text.delta"
+        )
 
     def failure(self) -> dict[str, Any] | None:
-        for name, data in self.events():
-            if name == RELAY_FAILURE_EVENT:
-                return json.loads(data)
-        return None
+        last = self.events()[-1]
+        return last["response"]["error"] if last["type"] == "response.failed" else None
 
 
 def run_link(
@@ -68,8 +80,22 @@ def run_link(
 
 
 def job_for(up_url: str, *, sse: bool = True, **kw: Any) -> LinkJob:
+    """A job as the relay makes it: a streamed call carries its translator."""
     url = urllib.parse.urlsplit(up_url + "/chat/completions")
-    return LinkJob(url=url, headers={"authorization": "Bearer sk-relay"}, sse=sse, **kw)
+    translator = (
+        StreamTranslator(
+            TranslationContext("gpt-5.5", "m"),
+            response_id="resp_1",
+            created_at=1,
+            new_id=lambda kind: f"{kind}_1",
+            upstream=up_url,
+        )
+        if sse
+        else None
+    )
+    return LinkJob(
+        url=url, headers={"authorization": "Bearer sk-relay"}, translator=translator, **kw
+    )
 
 
 async def call(link: UpstreamLink, job: LinkJob, body: dict[str, Any] = CHAT) -> Answer:
@@ -94,22 +120,17 @@ def one_call(up_url: str, job: LinkJob, body: dict[str, Any] = CHAT, **settings:
 # ------------------------------------------------------------------------ normal answers
 
 
-def test_a_stream_is_forwarded_in_whole_events_with_the_relays_key():
+def test_a_stream_is_translated_with_the_relays_key():
     with FakeUpstream(key="sk-relay") as up:
         up.enqueue(text("hello there"))
         job = job_for(up.url)
         answer = one_call(up.url, job)
-    assert answer.status == 200
+    assert answer.status == 200 and answer.headers[LOCAL_HEADER] == "translated"
     assert answer.headers["content-type"].startswith("text/event-stream")
-    assert answer.body.startswith(STARTED)  # the translator starts the response at once
-    data = [d for _, d in answer.events()]
-    assert data[-1] == "[DONE]"
-    assert "".join(json.loads(d)["choices"][0]["delta"].get("content", "") for d in data[:-2]) == (
-        "hello there"
-    )
-    # Every forwarded chunk after the first ends at an event boundary.
-    assert all(c.endswith(b"\n\n") for c in answer.chunks if c)
-    assert job.status == 200 and job.recorded.endswith(b"data: [DONE]\n\n")
+    assert answer.types()[:2] == ["response.created", "response.in_progress"]
+    assert answer.types()[-1] == "response.completed" and answer.text() == "hello there"
+    assert bytes(job.answered) == answer.body  # kept for mitmweb
+    assert job.status == 200 and job.recorded.endswith(b"data: [DONE]\n\n")  # the raw stream
     assert up.requests[0]["headers"]["authorization"] == "Bearer sk-relay"
     assert JOB_HEADER not in up.requests[0]["headers"]
 
@@ -128,8 +149,7 @@ def test_a_gzip_stream_is_decoded():
         up.enqueue(Reply(chunks=[{"content": "squeezed"}], gzip=True))
         answer = one_call(up.url, job_for(up.url))
     assert "content-encoding" not in answer.headers
-    assert '"squeezed"' in answer.body.decode()
-    assert answer.events()[-1][1] == "[DONE]"
+    assert answer.text() == "squeezed" and answer.types()[-1] == "response.completed"
 
 
 def test_connections_to_the_upstream_are_reused():
@@ -160,13 +180,14 @@ def test_an_unknown_job_is_refused():
 # ------------------------------------------------------------------------ silence
 
 
-def test_silence_after_the_headers_gets_keepalives():
+def test_silence_after_the_headers_gets_keepalive_events():
     with FakeUpstream() as up:
         up.enqueue(Reply(chunks=[{"content": "thought"}], think_s=1.5))
         answer = one_call(up.url, job_for(up.url), keepalive_s=0.2)
-    assert answer.status == 200
-    assert answer.body.count(KEEPALIVE) >= 2
-    assert answer.failure() is None and answer.events()[-1][1] == "[DONE]"
+    kinds = answer.types()
+    before_text = kinds[: kinds.index("response.output_text.delta")]
+    assert before_text.count("response.in_progress") >= 3  # the first + keep-alives
+    assert kinds[-1] == "response.completed" and answer.text() == "thought"
 
 
 def test_slow_headers_commit_to_a_stream_that_carries_the_answer():
@@ -175,11 +196,12 @@ def test_slow_headers_commit_to_a_stream_that_carries_the_answer():
         job = job_for(up.url)
         answer = one_call(up.url, job, keepalive_s=0.2)
     assert job.committed and answer.status == 200
-    assert answer.body.startswith(STARTED) and KEEPALIVE in answer.body
-    assert '"late"' in answer.body.decode() and answer.events()[-1][1] == "[DONE]"
+    kinds = answer.types()
+    assert kinds[0] == "response.created" and kinds.count("response.in_progress") >= 2
+    assert answer.text() == "late" and kinds[-1] == "response.completed"
 
 
-def test_a_late_error_after_the_commit_becomes_a_failure_event():
+def test_a_late_error_after_the_commit_becomes_response_failed():
     with FakeUpstream() as up:
         up.enqueue(
             Reply(
@@ -200,7 +222,7 @@ def test_a_late_whole_completion_becomes_events():
         up.enqueue(Reply(chunks=[{"content": "whole"}], delay_s=1.0))
         answer = one_call(up.url, job_for(up.url), {**CHAT, "stream": False}, keepalive_s=0.2)
     assert answer.status == 200 and answer.failure() is None
-    assert '"whole"' in answer.body.decode()
+    assert answer.text() == "whole" and answer.types()[-1] == "response.completed"
 
 
 # ------------------------------------------------------------------------ failures
@@ -225,13 +247,13 @@ def test_silence_after_the_commit_times_out_as_a_failure_event():
     with FakeUpstream() as up:
         up.enqueue(Reply(chunks=[{"content": "never"}], think_s=30))
         answer = one_call(up.url, job_for(up.url), idle_timeout_s=0.8, keepalive_s=0.2)
-    assert answer.status == 200 and KEEPALIVE in answer.body
+    assert answer.status == 200 and answer.types().count("response.in_progress") >= 2
     failure = answer.failure()
     assert failure is not None and failure["code"] == "server_error"
     assert "sent nothing for too long" in failure["message"]
 
 
-def test_a_cut_stream_ends_with_a_failure_event_not_a_truncated_body():
+def test_a_cut_stream_ends_with_response_failed_not_a_truncated_body():
     with FakeUpstream() as up:
         up.enqueue(Reply(chunks=[{"content": "half"}], cut=True))
         answer = one_call(up.url, job_for(up.url))
@@ -301,3 +323,33 @@ def test_a_client_that_goes_away_abandons_the_upstream_call(gone_at: str):
             )
         )
         assert run_link(up.url, leave) == 1
+
+
+# ------------------------------------------------------------------------ chunked framing
+
+
+@given(
+    pieces=st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+    trailers=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_dechunking_does_not_depend_on_how_reads_fall(pieces, trailers, cuts):
+    framed = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces)
+    framed += b"0\r\n" + (b"x-trailer: 1\r\n" if trailers else b"") + b"\r\n"
+    bounds = sorted({c % (len(framed) + 1) for c in cuts} | {0, len(framed)})
+    dechunker, out = _Dechunker(), bytearray()
+    for start, end in itertools.pairwise(bounds):
+        dechunker.add(framed[start:end])
+        out += dechunker.take()
+    assert bytes(out) == b"".join(pieces)
+    assert dechunker.done and not dechunker.extra
+
+
+@pytest.mark.parametrize(
+    "framed", [b"zz\r\nab\r\n", b"2\r\nabXY", b"1" * 5000], ids=["bad-size", "no-crlf", "long"]
+)
+def test_malformed_chunking_is_a_failure(framed):
+    dechunker = _Dechunker()
+    dechunker.add(framed)
+    with pytest.raises(_Failure):
+        dechunker.take()

@@ -127,18 +127,6 @@ def encode_event(event: dict[str, Any]) -> bytes:
     return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), _dumps(event).encode())
 
 
-# The relay's own link (addon/mitmrelay/link.py) reports a failure it saw *after* the client's
-# answer had started (a cut connection, a silent upstream, a late HTTP error) as one last event
-# of this name in the Chat stream; the translator turns it into ``response.failed``. An upstream
-# that sent it itself could only fail its own answer.
-RELAY_FAILURE_EVENT = "mitmrelay.failure"
-
-
-def encode_relay_failure(code: str, message: str) -> bytes:
-    data = _dumps({"code": code, "message": message}).encode()
-    return b"event: %s\ndata: %s\n\n" % (RELAY_FAILURE_EVENT.encode(), data)
-
-
 def encode_comment(text: str = "keepalive") -> bytes:
     """An SSE comment: ignored by every client, but it keeps idle timers from firing."""
     return b": %s\n\n" % text.encode()

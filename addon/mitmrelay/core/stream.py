@@ -42,7 +42,7 @@ from .errors import RelayError
 from .freeform_input import FreeformInputDecoder
 from .profiles import GENERIC, Profile
 from .reasoning import ReasoningCarrier, ReasoningPayload
-from .sse import RELAY_FAILURE_EVENT, ServerSentEvent, SSEDecoder, encode_event
+from .sse import SSEDecoder, encode_event
 from .think_tags import ThinkTagSplitter
 from .upstream_errors import map_error_payload
 from .usage import responses_usage
@@ -188,7 +188,7 @@ class StreamTranslator:
         try:
             self._start()
             for event in self._decoder.feed(data):
-                self._dispatch(event)
+                self._on_event(event.data)
                 if self.phase is Phase.DONE:
                     break
         except _Failure as f:
@@ -207,7 +207,7 @@ class StreamTranslator:
         try:
             self._start()
             for event in self._decoder.close():
-                self._dispatch(event)
+                self._on_event(event.data)
                 if self.phase is Phase.DONE:
                     return self._drain()
             self._complete()
@@ -243,16 +243,6 @@ class StreamTranslator:
         return self._drain()
 
     # ----------------------------------------------------------------- upstream events
-
-    def _dispatch(self, event: ServerSentEvent) -> None:
-        if event.event == RELAY_FAILURE_EVENT:
-            try:
-                failure = json.loads(event.data)
-                code, message = str(failure["code"]), str(failure["message"])
-            except (ValueError, KeyError, TypeError):
-                code, message = "relay_link_failed", "the relay's link to the upstream failed"
-            raise _Failure(code, message)
-        self._on_event(event.data)
 
     def _on_event(self, data: str) -> None:
         if data == "[DONE]":
