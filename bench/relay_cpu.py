@@ -6,17 +6,14 @@ same Chat stream through untouched, measured in the same run.
 A paced streaming server in this process sends a Chat Completions SSE stream of ``--events``
 text deltas (DeepSeek's chunk JSON), one TCP write per event, 1 ms apart, so that the proxy
 reads each event on its own (checked: a counting run reports the stream reads mitmproxy made
-per event). Three set-ups, each a real mitmdump subprocess on its own port:
+per event). Two set-ups, each a real mitmdump subprocess on its own port:
 
 - baseline: ``mitmdump --mode reverse:<server>`` with no addon, only the bench's inline script
   (``PROBE``) setting ``flow.response.stream = True``; the client POSTs a Chat request to it;
 - relay: ``MitmRelay`` (tests/support/mitm.py) in reverse mode with the addon; the client POSTs
   a Responses request to ``/v1/responses``, the relay sends it through its upstream link
-  (link.py) and translates the answer in the flow's ``.stream`` callable;
-- link only: the same relay process, but the inline script replaces the relay's translating
-  ``.stream`` callable by ``True``, so the Chat stream takes the link hop untranslated. relay
-  minus link only is the translation; link only minus baseline is the hop (and the relay's
-  per-request work that the marginal cost below does not remove).
+  (link.py), which translates the stream and hands mitmproxy the Responses events to carry.
+  The profile at the end splits the relay's time between the link's loop and the translator.
 
 CPU is the mitmdump process's own (utime + stime, read with ns precision from its process CPU
 clock; ``/proc/<pid>/stat`` gives the same in 10 ms ticks). Each figure is marginal: CPU of a
@@ -57,7 +54,7 @@ GAP_S = 0.001  # between two events
 SETTLE_S = 0.15  # after the client has its last byte: mitmproxy finishes the flow's hooks
 
 # Loaded after the relay (or alone, for the baseline). The request header x-bench picks, per
-# request: "pass" (stream the upstream's bytes untouched: the baseline, the link-only variant),
+# request: "pass" (stream the upstream's bytes untouched: the baseline),
 # "count" (log how many reads the .stream callable saw), "profile" (cProfile the flow).
 PROBE = r"""
 import cProfile, logging
@@ -294,12 +291,10 @@ def profile_report(profile: pstats.Stats, n: int) -> None:
         print(f"  {own / total:>6.1%}{inclusive / total:>7.1%}{calls / n:>13.1f}  {name}")
     entry = {name: inclusive for _, inclusive, _, name in ours}
     loop = next((v for k, v in entry.items() if k.endswith(" _stream_events")), 0.0)
-    adapter = next(
-        (v for k, v in entry.items() if k.startswith("addon.py") and "__call__" in k), 0.0
-    )
+    feed = next((v for k, v in entry.items() if "stream.py" in k and k.endswith(" feed")), 0.0)
     print(
-        f"  inclusive: the link's forwarding loop (link.py _stream_events) {loop / total:.0%}, "
-        f"the translating .stream callable (addon.py _StreamAdapter) {adapter / total:.0%}"
+        f"  inclusive: the link's loop (link.py _stream_events) {loop / total:.0%}, of which "
+        f"the translator (core/stream.py feed) {feed / total:.0%}"
     )
     print(f"  {'own':>6}{'calls/event':>20}  top functions of any package")
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])
@@ -327,7 +322,6 @@ def main() -> None:
         with plain, relay:
             setups = [
                 Setup("baseline", plain, "/v1/chat/completions", chat, "pass"),
-                Setup("link only", relay, "/v1/responses", responses, "pass"),
                 Setup("relay", relay, "/v1/responses", responses, "relay"),
             ]
             for s in setups:  # imports, caches, the link's upstream pool
@@ -346,7 +340,7 @@ def main() -> None:
                 k: (cpu_s(pid) - clock[k][0], ticks_s(pid) - clock[k][1]) for k, pid in pids.items()
             }
             if not args.no_profile:
-                setups[2].call(up, n, "profile")
+                setups[1].call(up, n, "profile")
                 profile = Path(tmp) / "relay.prof"
                 stats = pstats.Stats(str(profile)) if profile.exists() else None
 
@@ -366,11 +360,10 @@ def main() -> None:
             f"{s.name:<11}{reads[s.name]:>12.2f}{med:>10.1f}{spread:>12}{med / base:>7.2f}x"
             f"{med - base:>+11.1f}{statistics.median(s.fixed):>10.1f} ms"
         )
-    link = statistics.median(setups[1].per_event)
-    full = statistics.median(setups[2].per_event)
+    full = statistics.median(setups[1].per_event)
     print(
-        f"relay - baseline = {full - base:+.1f} µs/event: link hop {link - base:+.1f}, "
-        f"translation {full - link:+.1f}; budget +{0.1 * base:.1f} (10 % of the baseline)"
+        f"relay - baseline = {full - base:+.1f} µs/event (link hop and translation); "
+        f"budget for translation +{0.1 * base:.1f} (10 % of the baseline)"
     )
     gap = statistics.median(g for s in setups for g in s.gap)
     print(
