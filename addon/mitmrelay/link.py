@@ -652,7 +652,7 @@ class _Body:
         try:
             if self._chunks is not None:
                 while True:
-                    data = self._chunks.take()
+                    data = self._chunks.take() if self._chunks.buf else b""
                     if data or self._chunks.done:
                         self.reusable = self.reusable and not self._chunks.extra
                         return data or None
