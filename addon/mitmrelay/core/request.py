@@ -5,6 +5,13 @@ handlers (``_ITEM_HANDLERS``) that append to a ``_Conversation``; a final pass
 (``_ordered``) enforces the Chat message-order invariant. Tools are translated once. The
 result is plain dicts (no models), serialised by the caller.
 
+A long history is thousands of small items, so the per-item path stays cheap
+(``bench/request_translate.py``, "2000 short turns"): items and parts are told apart by their
+exact class (``type(x) is InputText``; the models have no subclasses), because ``isinstance``
+on a pydantic class that does not match goes through the ABC machinery (~0.3 µs, paid several
+times per item); reasoning waits for its assistant message as plain text unless a sealed
+payload came with it; tool names are resolved once per request (``NameTable``).
+
 Rules (each cites the fact it rests on):
 
 1. Every ``developer``/``system`` message becomes a system message, all kept, in order: Codex's
@@ -32,6 +39,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from pydantic import ValidationError
@@ -111,7 +119,12 @@ def parse_request(body: bytes) -> ResponsesRequest:
         ) from None
 
 
-@dataclass
+# Reasoning waiting for its assistant message: a payload, or only its text when text is all it
+# has (the common case; a frozen payload per item cost ~10% of a long history's translation).
+_Reasoning = ReasoningPayload | str
+
+
+@dataclass(slots=True)
 class _Conversation:
     profile: Profile
     carrier: ReasoningCarrier | None
@@ -120,36 +133,29 @@ class _Conversation:
     messages: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_id -> tool message
     output_images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    reasoning: ReasoningPayload | None = None
-    extra_tools: list[Any] = field(default_factory=list)
+    reasoning: _Reasoning | None = None
     skipped: set[str] = field(default_factory=set)
 
-    def assistant(self, *, for_calls: bool) -> dict[str, Any]:
-        """The assistant message to extend: the last message when it is an assistant message
-        that may take (more) calls, else a new one carrying any pending reasoning."""
+    def assistant_for_calls(self) -> dict[str, Any]:
+        """The assistant message to add calls to: the last message when it is an assistant
+        message that may take (more) calls, else a new one."""
         last = self.messages[-1] if self.messages else None
-        if (
-            last is not None
-            and last["role"] == "assistant"
-            and for_calls
-            and not last.get("_closed")
-        ):
-            # Reasoning between two calls of one turn: Chat has one reasoning field per
-            # assistant message, so it joins what that message already carries.
-            if self.reasoning is not None:
-                last["_reasoning"] = _joined(last.get("_reasoning"), self.reasoning)
-                self.reasoning = None
-            return last
+        if last is None or last["role"] != "assistant" or "_closed" in last:
+            return self.new_assistant()
+        # Reasoning between two calls of one turn: Chat has one reasoning field per assistant
+        # message, so it joins what that message already carries.
+        if self.reasoning is not None:
+            last["_reasoning"] = _joined(last.get("_reasoning"), self.reasoning)
+            self.reasoning = None
+        return last
+
+    def new_assistant(self) -> dict[str, Any]:
+        """A new assistant message, carrying any pending reasoning."""
         message: dict[str, Any] = {"role": "assistant", "content": None}
-        self._attach_reasoning(message)
+        if self.reasoning is not None:
+            message["_reasoning"], self.reasoning = self.reasoning, None
         self.messages.append(message)
         return message
-
-    def _attach_reasoning(self, message: dict[str, Any]) -> None:
-        payload, self.reasoning = self.reasoning, None
-        if payload is None:
-            return
-        message["_reasoning"] = payload
 
 
 def _text_of(parts: str | Sequence[Any]) -> str:
@@ -157,9 +163,10 @@ def _text_of(parts: str | Sequence[Any]) -> str:
         return parts
     texts = []
     for part in parts:
-        if isinstance(part, InputText | OutputText):
+        kind = type(part)
+        if kind is InputText or kind is OutputText:
             texts.append(part.text)
-        elif isinstance(part, Refusal):
+        elif kind is Refusal:
             texts.append(part.refusal)
     return "\n\n".join(texts)
 
@@ -178,17 +185,30 @@ def _image_part(part: InputImage) -> dict[str, Any] | None:
 
 
 def _user_content(parts: str | Sequence[Any]) -> str | list[dict[str, Any]]:
+    """Text only: one string. With images: Chat's list of parts."""
     if isinstance(parts, str):
         return parts
+    texts = []
+    for part in parts:
+        kind = type(part)
+        if kind is InputText or kind is OutputText:
+            texts.append(part.text)
+        elif kind is InputImage:
+            return _mixed_content(parts)
+    return "\n\n".join(texts)
+
+
+def _mixed_content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for part in parts:
-        if isinstance(part, InputImage):
+        kind = type(part)
+        if kind is InputImage:
             image = _image_part(part)
             if image:
                 out.append(image)
-        elif isinstance(part, InputText | OutputText):
+        elif kind is InputText or kind is OutputText:
             out.append({"type": "text", "text": part.text})
-    if all(p["type"] == "text" for p in out):
+    if all(p["type"] == "text" for p in out):  # every image lacked a URL
         return "\n\n".join(p["text"] for p in out)
     return out
 
@@ -197,54 +217,67 @@ def _user_content(parts: str | Sequence[Any]) -> str | list[dict[str, Any]]:
 
 
 def _on_message(conv: _Conversation, item: MessageItem) -> None:
-    if not isinstance(item.content, str):
-        for part in item.content:
-            if isinstance(part, UnknownPart):  # input_file, input_audio, ...: no Chat form here
+    content, role = item.content, item.role
+    if not isinstance(content, str):
+        for part in content:
+            if type(part) is UnknownPart:  # input_file, input_audio, ...: no Chat form here
                 _on_skip(conv, part)
-    if item.role in ("developer", "system"):
-        conv.messages.append({"role": "system", "content": _text_of(item.content)})
-    elif item.role == "user":
+    if role == "user":
         conv.reasoning = None  # reasoning never crosses a user turn
-        conv.messages.append({"role": "user", "content": _user_content(item.content)})
-    else:
-        message = conv.assistant(for_calls=False)
-        text = _text_of(item.content)
-        message["content"] = (message["content"] or "") + text
+        conv.messages.append({"role": "user", "content": _user_content(content)})
+    elif role == "assistant":
+        message = conv.new_assistant()
+        message["content"] = (message["content"] or "") + _text_of(content)
+    else:  # developer, system
+        conv.messages.append({"role": "system", "content": _text_of(content)})
 
 
 def _on_reasoning(conv: _Conversation, item: ReasoningItem) -> None:
-    payload = None
+    reasoning: _Reasoning | None = None
     if item.encrypted_content and conv.carrier is not None:
-        payload = conv.carrier.open(item.encrypted_content)
-    if payload is None:
-        text = "".join(p.text for p in item.content or ()) or "\n".join(
-            p.text for p in item.summary
-        )
-        payload = ReasoningPayload(text=text)
+        reasoning = conv.carrier.open(item.encrypted_content)
+    if reasoning is None:
+        text = "".join([p.text for p in item.content]) if item.content else ""
+        reasoning = text or "\n".join([p.text for p in item.summary])
     # Two reasoning items in a row: keep both, in order.
-    conv.reasoning = _joined(conv.reasoning, payload)
+    conv.reasoning = _joined(conv.reasoning, reasoning)
 
 
-def _joined(first: ReasoningPayload | None, second: ReasoningPayload) -> ReasoningPayload:
+def _joined(first: _Reasoning | None, second: _Reasoning) -> _Reasoning:
     if first is None:
         return second
+    text = "\n\n".join(t for t in (_text(first), _text(second)) if t)
+    if isinstance(first, str) and isinstance(second, str):
+        return text
+    first, second = _payload(first), _payload(second)
     return ReasoningPayload(
-        text="\n\n".join(t for t in (first.text, second.text) if t),
+        text=text,
         details=first.details + second.details,
         signatures={**first.signatures, **second.signatures},
         call_ids=first.call_ids + second.call_ids,
     )
 
 
+def _text(reasoning: _Reasoning) -> str:
+    return reasoning if isinstance(reasoning, str) else reasoning.text
+
+
+def _payload(reasoning: _Reasoning) -> ReasoningPayload:
+    return ReasoningPayload(text=reasoning) if isinstance(reasoning, str) else reasoning
+
+
 def _call(conv: _Conversation, call_id: str, name: str, arguments: str) -> None:
-    message = conv.assistant(for_calls=True)
-    message.setdefault("tool_calls", []).append(
-        {
-            "id": call_id,
-            "type": "function",
-            "function": {"name": name, "arguments": arguments.strip() or "{}"},
-        }
-    )
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": arguments.strip() or "{}"},
+    }
+    message = conv.assistant_for_calls()
+    calls = message.get("tool_calls")
+    if calls is None:
+        message["tool_calls"] = [call]
+    else:
+        calls.append(call)
 
 
 def _on_function_call(conv: _Conversation, item: FunctionCallItem) -> None:
@@ -263,18 +296,19 @@ def _on_output(
     conv: _Conversation, item: FunctionCallOutputItem | CustomToolCallOutputItem
 ) -> None:
     _close_calls(conv)
+    output, call_id = item.output, item.call_id
     images: list[dict[str, Any]] = []
-    if isinstance(item.output, str):
-        content = item.output
+    if isinstance(output, str):
+        content = output
     else:
-        content = _text_of(item.output)
-        images = [img for p in item.output if isinstance(p, InputImage) if (img := _image_part(p))]
-    if item.call_id in conv.outputs:
-        logger.info("second output for call %s dropped", item.call_id)
+        content = _text_of(output)
+        images = [img for p in output if type(p) is InputImage if (img := _image_part(p))]
+    if call_id in conv.outputs:
+        logger.info("second output for call %s dropped", call_id)
         return
-    conv.outputs[item.call_id] = {"role": "tool", "tool_call_id": item.call_id, "content": content}
+    conv.outputs[call_id] = {"role": "tool", "tool_call_id": call_id, "content": content}
     if images:
-        conv.output_images[item.call_id] = images
+        conv.output_images[call_id] = images
 
 
 def _close_calls(conv: _Conversation) -> None:
@@ -283,7 +317,8 @@ def _close_calls(conv: _Conversation) -> None:
 
 
 def _on_additional_tools(conv: _Conversation, item: AdditionalToolsItem) -> None:
-    conv.extra_tools.extend(item.tools)
+    """Nothing to do in the item pass: ``translate_request`` reads these tools first, so calls
+    in the history resolve to the names the tools were given."""
 
 
 def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
@@ -330,60 +365,77 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     used: set[str] = set()
     profile = conv.profile
+    outputs, output_images = conv.outputs, conv.output_images
     for message in conv.messages:
-        message.pop("_closed", None)
-        payload: ReasoningPayload | None = message.pop("_reasoning", None)
-        calls = message.get("tool_calls")
-        if message["role"] == "assistant":
-            _place_reasoning(message, payload, profile)
-            if message.get("content") is None and not calls:
-                continue  # reasoning with nothing after it: nothing to send
-        out.append(message)
-        if not calls:
+        if message["role"] != "assistant":
+            out.append(message)
             continue
-        images: list[dict[str, Any]] = []
+        message.pop("_closed", None)
+        reasoning: _Reasoning | None = message.pop("_reasoning", None)
+        payload = _place_reasoning(message, reasoning, profile)
+        calls = message.get("tool_calls")
+        if not calls:
+            if message.get("content") is not None:
+                out.append(message)
+            # else: reasoning with nothing after it: nothing to send
+            continue
+        out.append(message)
         for call in calls:
             call_id = call["id"]
             if payload is not None and call_id in payload.signatures:
                 call["extra_content"] = {
                     "google": {"thought_signature": payload.signatures[call_id]}
                 }
-            answer = conv.outputs.get(call_id)
+            answer = outputs.get(call_id)
             if answer is None or call_id in used:
                 answer = {"role": "tool", "tool_call_id": call_id, "content": MISSING_OUTPUT}
             used.add(call_id)
             out.append(answer)
-            images += conv.output_images.get(call_id, ())
-        if images:
-            out.append(
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "Images returned by the tool calls above:"},
-                        *images,
-                    ],
-                }
-            )
-    for call_id in conv.outputs.keys() - used:
+        if output_images:
+            _append_images(out, calls, output_images)
+    for call_id in outputs.keys() - used:
         logger.info("output for unknown call %s dropped", call_id)
     if profile.merge_system_messages:
         out = _merge_systems(out)
     return out
 
 
-def _place_reasoning(
-    message: dict[str, Any], payload: ReasoningPayload | None, profile: Profile
+def _append_images(
+    out: list[dict[str, Any]],
+    calls: list[dict[str, Any]],
+    output_images: dict[str, list[dict[str, Any]]],
 ) -> None:
+    """Rule 2: the images of a turn's outputs, in one user message after its tool messages."""
+    images = [image for call in calls for image in output_images.get(call["id"], ())]
+    if images:
+        out.append(
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Images returned by the tool calls above:"},
+                    *images,
+                ],
+            }
+        )
+
+
+def _place_reasoning(
+    message: dict[str, Any], reasoning: _Reasoning | None, profile: Profile
+) -> ReasoningPayload | None:
+    """Fills the message's reasoning fields; returns the payload when there is more than text
+    (its signatures go on the calls)."""
+    payload = reasoning if isinstance(reasoning, ReasoningPayload) else None
     field_name = profile.reasoning_replay
     if field_name == "none":
-        return
-    text = payload.text if payload else ""
+        return payload
+    text = _text(reasoning) if reasoning is not None else ""
     if not text and message.get("tool_calls") and profile.reasoning_placeholder is not None:
         text = profile.reasoning_placeholder
     if text:
         message[field_name] = text
     if payload is not None and payload.details:
         message["reasoning_details"] = [dict(d) for d in payload.details]
+    return payload
 
 
 def _merge_systems(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -497,15 +549,11 @@ def translate_request(
         req.input if isinstance(req.input, list) else [MessageItem(role="user", content=req.input)]
     )
     # Tools first, so calls in the history resolve to the names the tools were given.
-    for item in items:
-        if isinstance(item, AdditionalToolsItem):
-            _on_additional_tools(conv, item)
-    tools = _translate_tools([*(req.tools or ()), *conv.extra_tools], names, origins)
-    conv.extra_tools.clear()
-    for item in [*history, *items]:
-        if isinstance(item, AdditionalToolsItem):
-            continue
-        _ITEM_HANDLERS[type(item)](conv, item)
+    extra_tools = [t for i in items if type(i) is AdditionalToolsItem for t in i.tools]
+    tools = _translate_tools([*(req.tools or ()), *extra_tools], names, origins)
+    handlers = _ITEM_HANDLERS
+    for item in chain(history, items):
+        handlers[type(item)](conv, item)
 
     # Remote compaction (contract §9): the input ends with a compaction_trigger; the upstream is
     # asked for a handoff summary with Codex's own prompt, and no tools.

@@ -36,8 +36,13 @@ class NameTable:
     def __init__(self, max_len: int = 64) -> None:
         self.max_len = max_len
         self._owner: dict[str, tuple[str | None, str]] = {}
+        self._known: dict[tuple[str | None, str], str] = {}  # (namespace, name) -> flat
 
     def add(self, name: str, namespace: str | None = None) -> str:
+        # A long history names the same few tools thousands of times: answer those from memory.
+        known = self._known.get((namespace, name))
+        if known is not None:
+            return known
         flat = upstream_name(name, namespace, max_len=self.max_len)
         owner = self._owner.setdefault(flat, (namespace, name))
         if owner != (namespace, name):
@@ -48,4 +53,5 @@ class NameTable:
                 f"{flat!r}; rename one of them",
                 param="tools",
             )
+        self._known[(namespace, name)] = flat
         return flat

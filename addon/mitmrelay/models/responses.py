@@ -2,8 +2,27 @@
 
 Validated once, at the edge, with ``ResponsesRequest.model_validate_json`` (pydantic's fastest
 path). Unknown fields are kept (``extra="allow"``): a new Codex release adding a field must not
-break the relay. Unknown item, content-part and tool types fall to ``Unknown*`` models through
-callable discriminators: they are kept, logged once by the translator, and skipped.
+break the relay. Unknown item, content-part and tool types fall to ``Unknown*`` models: they are
+kept, logged once by the translator, and skipped.
+
+Every union of typed models (items, content parts, tools) is built by ``_union`` with two
+branches, tried in order:
+
+- fast: the known models behind pydantic's own ``type`` discriminator, which pydantic-core reads
+  from the raw JSON in Rust;
+- tolerant: the same models plus the ``Unknown*`` catch-all behind a Python discriminator, which
+  also makes a typeless item with a role a message (OpenAI's EasyInputMessage).
+
+Only the tolerant branch could keep unknown types, but a Python discriminator costs: pydantic
+must turn each value into Python objects just to call it, which made validation ~1.3x slower on
+a history of many small items (``bench/request_translate.py``). The fast branch accepts a subset
+of what the tolerant one accepts, through the same models, so when it succeeds the result is the
+one the tolerant branch would give; when it fails (unknown or missing type, invalid value) the
+tolerant branch decides, for that value only. So there is one set of classes whichever branch
+validated, and a request with one unknown part pays the slow path for that part alone (a
+fallback for the whole request would need a second set of container models). When both fail,
+``describe`` reports the tolerant branch's errors: the message is the one it always was.
+tests/core/test_fast_path.py checks that the branches agree.
 
 ``field_path`` turns a pydantic error location into the path a user can find in their request
 (``input[3].content[0].image_url``).
@@ -11,7 +30,8 @@ callable discriminators: they are kept, logged once by the translator, and skipp
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
@@ -20,14 +40,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-def _type_of(known: frozenset[str], default: str | None = None):
+# Labels of a union's two branches; they appear in error locations (``describe``).
+_FAST, _TOLERANT = "fast", "tolerant"
+_UNKNOWN = "unknown"
+_TAGS: set[str] = set()  # every tolerant tag, for ``field_path``
+
+
+def _type_of(tags: dict[str, str], default: str | None) -> Callable[[Any], str]:
+    """The tolerant branch's discriminator: the tag of a value's ``type``, ``default`` when it
+    has none, ``unknown`` when it is not one of ``tags``."""
+
     def discriminate(value: Any) -> str:
         kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
         if kind is None and default is not None:
             return default
-        return kind if kind in known else "unknown"
+        # Not a string (``"type": []``): the catch-all model then names the field in a 400.
+        return tags.get(kind, _UNKNOWN) if isinstance(kind, str) else _UNKNOWN
 
     return discriminate
+
+
+def _union(
+    models: dict[str, type[_Model]], unknown: type[_Model], default: str | None = None
+) -> Any:
+    """``models`` (tag -> model, told apart by their ``Literal`` ``type`` field) and the
+    ``unknown`` catch-all, as a fast branch then a tolerant one (module docstring). ``default``
+    is the tag of a value without a ``type``."""
+    fast = Annotated[Union[tuple(models.values())], Field(discriminator="type")]  # noqa: UP007
+    choices = {**models, _UNKNOWN: unknown}
+    _TAGS.update(choices)
+    tolerant = Annotated[
+        Union[tuple(Annotated[model, Tag(tag)] for tag, model in choices.items())],  # noqa: UP007
+        Discriminator(_type_of(_type_tags(models), default)),
+    ]
+    return Annotated[
+        Annotated[fast, Tag(_FAST)] | Annotated[tolerant, Tag(_TOLERANT)],
+        Field(union_mode="left_to_right"),
+    ]
+
+
+def _type_tags(models: dict[str, type[_Model]]) -> dict[str, str]:
+    """``type`` value -> tag (several values share one tag: the hosted tools)."""
+    return {
+        value: tag
+        for tag, model in models.items()
+        for value in get_args(model.model_fields["type"].annotation)
+    }
 
 
 # ----------------------------------------------------------------------------- content parts
@@ -60,15 +118,15 @@ class UnknownPart(_Model):
     type: str
 
 
-_PART_TYPES = frozenset({"input_text", "input_image", "output_text", "refusal"})
-ContentPart = Annotated[
-    Annotated[InputText, Tag("input_text")]
-    | Annotated[InputImage, Tag("input_image")]
-    | Annotated[OutputText, Tag("output_text")]
-    | Annotated[Refusal, Tag("refusal")]
-    | Annotated[UnknownPart, Tag("unknown")],
-    Discriminator(_type_of(_PART_TYPES)),
-]
+ContentPart = _union(
+    {
+        "input_text": InputText,
+        "input_image": InputImage,
+        "output_text": OutputText,
+        "refusal": Refusal,
+    },
+    unknown=UnknownPart,
+)
 
 
 # ----------------------------------------------------------------------------- tools
@@ -98,13 +156,7 @@ class UnknownTool(_Model):
 
 # Inside a namespace only functions and freeform tools have been seen (contract §6); anything
 # else is kept as unknown and skipped, like an unknown top-level tool, never a 400.
-_NESTED_TYPES = frozenset({"function", "custom"})
-NestedTool = Annotated[
-    Annotated[FunctionTool, Tag("function")]
-    | Annotated[CustomTool, Tag("custom")]
-    | Annotated[UnknownTool, Tag("unknown")],
-    Discriminator(_type_of(_NESTED_TYPES)),
-]
+NestedTool = _union({"function": FunctionTool, "custom": CustomTool}, unknown=UnknownTool)
 
 
 class NamespaceTool(_Model):
@@ -133,18 +185,15 @@ class HostedTool(_Model):
     ]
 
 
-_HOSTED = frozenset(HostedTool.model_fields["type"].annotation.__args__)  # type: ignore[union-attr]
-_TOOL_TYPES = frozenset({"function", "custom", "namespace"}) | _HOSTED
-Tool = Annotated[
-    Annotated[FunctionTool, Tag("function")]
-    | Annotated[CustomTool, Tag("custom")]
-    | Annotated[NamespaceTool, Tag("namespace")]
-    | Annotated[HostedTool, Tag("hosted")]
-    | Annotated[UnknownTool, Tag("unknown")],
-    Discriminator(
-        lambda v: "hosted" if _type_of(_TOOL_TYPES)(v) in _HOSTED else _type_of(_TOOL_TYPES)(v)
-    ),
-]
+Tool = _union(
+    {
+        "function": FunctionTool,
+        "custom": CustomTool,
+        "namespace": NamespaceTool,
+        "hosted": HostedTool,
+    },
+    unknown=UnknownTool,
+)
 
 
 # ----------------------------------------------------------------------------- input items
@@ -247,37 +296,24 @@ class UnknownItem(_Model):
     type: str
 
 
-_ITEM_TYPES = frozenset(
+InputItem = _union(
     {
-        "message",
-        "reasoning",
-        "function_call",
-        "function_call_output",
-        "custom_tool_call",
-        "custom_tool_call_output",
-        "compaction",
-        "compaction_trigger",
-        "additional_tools",
-        "tool_search_call",
-        "tool_search_output",
-    }
-)
-InputItem = Annotated[
-    Annotated[MessageItem, Tag("message")]
-    | Annotated[ReasoningItem, Tag("reasoning")]
-    | Annotated[FunctionCallItem, Tag("function_call")]
-    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
-    | Annotated[CustomToolCallItem, Tag("custom_tool_call")]
-    | Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")]
-    | Annotated[CompactionItem, Tag("compaction")]
-    | Annotated[CompactionTriggerItem, Tag("compaction_trigger")]
-    | Annotated[AdditionalToolsItem, Tag("additional_tools")]
-    | Annotated[ToolSearchCallItem, Tag("tool_search_call")]
-    | Annotated[ToolSearchOutputItem, Tag("tool_search_output")]
-    | Annotated[UnknownItem, Tag("unknown")],
+        "message": MessageItem,
+        "reasoning": ReasoningItem,
+        "function_call": FunctionCallItem,
+        "function_call_output": FunctionCallOutputItem,
+        "custom_tool_call": CustomToolCallItem,
+        "custom_tool_call_output": CustomToolCallOutputItem,
+        "compaction": CompactionItem,
+        "compaction_trigger": CompactionTriggerItem,
+        "additional_tools": AdditionalToolsItem,
+        "tool_search_call": ToolSearchCallItem,
+        "tool_search_output": ToolSearchOutputItem,
+    },
+    unknown=UnknownItem,
     # An item with a role and no type is a message (OpenAI's EasyInputMessage).
-    Discriminator(_type_of(_ITEM_TYPES, default="message")),
-]
+    default="message",
+)
 
 
 # ----------------------------------------------------------------------------- request
@@ -318,7 +354,7 @@ class ResponsesRequest(_Model):
 
 
 # Tag names pydantic puts into error locations; they mean nothing to a user.
-_LOC_NOISE = _ITEM_TYPES | _PART_TYPES | _TOOL_TYPES | {"unknown", "hosted", "str"}
+_LOC_NOISE = frozenset(_TAGS | {_TOLERANT, "str"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -339,6 +375,9 @@ def describe(error: ValidationError) -> str:
     """One line naming the first problem and where it is, e.g.
     ``input[3].content[0].image_url: Input should be a valid string``."""
     errors = error.errors(include_url=False)
+    # A union fails only when its tolerant branch fails too; the fast branch's errors only
+    # repeat those or complain about the tag (module docstring): they are left out.
+    errors = [e for e in errors if _FAST not in e["loc"]] or errors
     # With unions (``str | list[...]``) pydantic reports one error per branch; the deepest
     # location is the one that names the actual problem.
     first = max(errors, key=lambda e: len(field_path(tuple(e["loc"]))))
