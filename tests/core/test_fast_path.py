@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 from contextlib import suppress
 from functools import cache
-from pathlib import Path
 from typing import Annotated, Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field, TypeAdapter, ValidationError, create_model
+from support.captured import request_bodies
 
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.request import parse_request, translate_request
@@ -40,13 +40,7 @@ from mitmrelay.models.responses import (
     describe,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codex-0.169"
-BODIES = {
-    p.name: body
-    for p in sorted(FIXTURES.glob("*.json"))
-    if p.name.endswith((".request.json", ".frame.json"))
-    and (body := json.loads(p.read_text()).get("body"))
-}
+BODIES = request_bodies()
 
 
 def branches(union: Any) -> tuple[Any, Any]:

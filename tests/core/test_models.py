@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
+from support.captured import request_bodies
 
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.request import parse_request, translate_request
@@ -29,13 +29,7 @@ from mitmrelay.models.responses import (
     UnknownTool,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codex-0.169"
-BODIES = {
-    p.name: body
-    for p in sorted(FIXTURES.glob("*.json"))
-    if p.name.endswith((".request.json", ".frame.json"))
-    and (body := json.loads(p.read_text()).get("body"))
-}
+BODIES = request_bodies()
 
 
 def parse(body: dict) -> object:

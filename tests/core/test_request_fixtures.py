@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from support.captured import request_bodies
 
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.request import MISSING_OUTPUT, parse_request, translate_request
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "codex-0.169"
-BODIES = {
-    p.name: json.loads(p.read_text())["body"]
-    for p in sorted(FIXTURES.glob("*.json"))
-    if p.name.endswith((".request.json", ".frame.json")) and json.loads(p.read_text()).get("body")
-}
+BODIES = request_bodies()
 
 
 def translate(name: str, **kw):

@@ -27,6 +27,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -127,6 +128,27 @@ def exercise(http: httpx.Client, upstream: FakeUpstream, origin: Origin, *, http
     assert len(upstream.requests) == sent_before + 1  # nothing else reached the Chat upstream
 
 
+def exercise_both(
+    relay: MitmRelay,
+    upstream: FakeUpstream,
+    origin: Origin,
+    openai_address: str,
+    **client_options: Any,
+) -> None:
+    """``exercise`` over HTTP/1.1, then over HTTP/2."""
+    for http2 in (False, True):
+        with pinned_client(
+            relay.ca, dict.fromkeys(NAMES, openai_address), http2=http2, **client_options
+        ) as http:
+            exercise(http, upstream, origin, http2=http2)
+
+
+def relay_in(mode: str, tmp_path: Path, upstream: FakeUpstream, origin: Origin) -> MitmRelay:
+    return MitmRelay(
+        tmp_path / "confdir", upstream.url, mode=mode, key=RELAY_KEY, options=relay_options(origin)
+    )
+
+
 def client_connected_from(relay: MitmRelay, address: str) -> bool:
     return re.search(rf"\[{re.escape(address)}:\d+\] client connect", relay.text()) is not None
 
@@ -143,24 +165,11 @@ def test_transparent_mode(tmp_path):
         with (
             FakeUpstream(key=RELAY_KEY) as upstream,
             Origin(openai_address, 443, NAMES, tmp_path / "origin") as origin,
-            MitmRelay(
-                tmp_path / "confdir",
-                upstream.url,
-                mode="transparent",
-                key=RELAY_KEY,
-                options=relay_options(origin),
-            ) as relay,
+            relay_in("transparent", tmp_path, upstream, origin) as relay,
             log_on_failure(relay),
             redirect_tcp(ns, client_address, relay.port),
         ):
-            for http2 in (False, True):
-                with pinned_client(
-                    relay.ca,
-                    dict.fromkeys(NAMES, openai_address),
-                    local_address=client_address,
-                    http2=http2,
-                ) as http:
-                    exercise(http, upstream, origin, http2=http2)
+            exercise_both(relay, upstream, origin, openai_address, local_address=client_address)
         assert client_connected_from(relay, client_address)
 
 
@@ -178,22 +187,12 @@ def test_wireguard_mode(tmp_path):
         with (
             FakeUpstream(key=RELAY_KEY) as upstream,
             Origin(openai_address, 443, NAMES, tmp_path / "origin") as origin,
-            MitmRelay(
-                tmp_path / "confdir",
-                upstream.url,
-                mode="wireguard",
-                key=RELAY_KEY,
-                options=relay_options(origin),
-            ) as relay,
+            relay_in("wireguard", tmp_path, upstream, origin) as relay,
             log_on_failure(relay),
             WireGuardDevice(relay.confdir, relay.port, proxy_ns, device_ns),
             device_ns.inside(),
         ):
-            for http2 in (False, True):
-                with pinned_client(
-                    relay.ca, dict.fromkeys(NAMES, openai_address), http2=http2
-                ) as http:
-                    exercise(http, upstream, origin, http2=http2)
+            exercise_both(relay, upstream, origin, openai_address)
         assert client_connected_from(relay, "10.0.0.1")  # mitmproxy's WireGuard client address
 
 
@@ -235,12 +234,4 @@ def test_local_mode(tmp_path):
         ):
             device = call(wait_until_intercepted)
             assert device.startswith("tun")
-
-            def client_side(http2: bool) -> None:
-                with pinned_client(
-                    relay.ca, dict.fromkeys(NAMES, openai_address), http2=http2
-                ) as http:
-                    exercise(http, upstream, origin, http2=http2)
-
-            call(client_side, False)
-            call(client_side, True)
+            call(exercise_both, relay, upstream, origin, openai_address)
