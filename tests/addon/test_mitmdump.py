@@ -608,6 +608,37 @@ def test_untrusted_upstream_tls_is_a_json_error_then_trusting_it_works(self_sign
         assert final_text(r.content) == "over tls"
 
 
+def test_https_upstream_through_an_upstream_proxy_is_tunnelled(self_signed, tmp_path):
+    """--mode upstream: with an https upstream: the link CONNECTs through the proxy and does
+    TLS with the upstream itself (the proxy, told to ignore that host, only tunnels)."""
+    context, cert = self_signed
+    with (
+        FakeUpstream(tls=context) as up,
+        MitmRelay(
+            tmp_path / "corp",
+            "http://127.0.0.1:1/v1",
+            mode="regular",
+            options={"flow_detail": "1", "ignore_hosts": "127.0.0.1"},
+        ) as corp,
+        MitmRelay(
+            tmp_path / "relay",
+            up.url,
+            mode=f"upstream:{corp.url}",
+            options={"ssl_verify_upstream_trusted_ca": str(cert)},
+        ) as relay,
+    ):
+        up.enqueue(text("tunnelled"))
+        ca = ssl.create_default_context(cafile=str(relay.ca))
+        with httpx.Client(proxy=relay.url, verify=ca, timeout=30) as c:
+            resp = c.post(
+                "https://api.openai.com/v1/responses",
+                json={"model": "gpt-5.5", "input": "hi", "stream": True},
+            )
+        assert final_text(resp.content) == "tunnelled"
+        assert up.chat_requests()  # the upstream saw it, over TLS, through the tunnel
+        assert f"server connect 127.0.0.1:{up.port}" in corp.text()  # the tunnel
+
+
 def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
     with FakeUpstream() as up, MitmRelay(tmp_path, up.url, options={"relay_timeout": "1"}) as relay:
         # The upstream stays silent for 60 s and the client waits 30 s: only the relay's
