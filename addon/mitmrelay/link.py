@@ -185,7 +185,9 @@ class UpstreamLink:
                     return
                 if request is None:
                     return
-                method, target, headers, body = request
+                # The request's target is not used: the job names the upstream URL, so nothing
+                # a flow carries can send the relay's key elsewhere.
+                method, _, headers, body = request
                 job = self._jobs.pop(headers.get(JOB_HEADER, ""), None)
                 client = _ClientSide(writer)
                 if job is None:
@@ -196,7 +198,7 @@ class UpstreamLink:
                         b'"type":"invalid_request_error","param":null,"code":"forbidden"}}',
                     )
                     continue
-                if not await self._exchange(job, method, target, headers, body, reader, client):
+                if not await self._exchange(job, method, headers, body, reader, client):
                     return
         except Exception:  # never let a link fault take the event loop's logging down
             logger.exception("mitmrelay: upstream link failed")
@@ -207,7 +209,6 @@ class UpstreamLink:
         self,
         job: LinkJob,
         method: str,
-        target: str,
         headers: dict[str, str],
         body: bytes,
         client_reader: asyncio.StreamReader,
@@ -220,7 +221,7 @@ class UpstreamLink:
         call = _Call(self, job, client, gone)
         served = False
         try:
-            await call.run(method, target, headers, body)
+            await call.run(method, headers, body)
             served = True
         except (_ClientGone, ConnectionError, RuntimeError):  # RuntimeError: a closed transport
             pass
@@ -297,7 +298,7 @@ class _Call:
             self.conn.close()
             self.conn = None
 
-    async def run(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+    async def run(self, method: str, headers: dict[str, str], body: bytes) -> None:
         job = self.job
         forwarded = {k: v for k, v in headers.items() if k not in HOP_BY_HOP}
         forwarded.update(job.headers)
