@@ -4,13 +4,14 @@ Nothing protocol-specific lives here; every decision is the core's. The hooks:
 
 - ``request``: route the flow (core.routing). Ours: translate the body with the core and
   reroute the Chat request to the relay's upstream link (link.py), a loopback server that
-  calls ``{relay_upstream}/chat/completions`` with the relay's key: it answers unreachable,
-  silent or cut upstreams with errors Codex understands and keeps Codex informed while the
-  model thinks, which mitmproxy's own upstream connection cannot (mitmproxy-notes.md §5-§6).
-  Fail closed: an exception answers locally, because mitmproxy forwards a flow whose hook
-  raised **unmodified, client API key included** (mitmproxy-notes.md §4).
-- ``responseheaders``: a 200 SSE answer is streamed through a ``StreamTranslator``; anything
-  else is buffered and rewritten in ``response``.
+  calls ``{relay_upstream}/chat/completions`` with the relay's key and, for a streamed call,
+  runs the flow's ``StreamTranslator``: it answers unreachable, silent or cut upstreams with
+  errors Codex understands and keeps Codex informed while the model thinks, which mitmproxy's
+  own upstream connection cannot (mitmproxy-notes.md §5-§6). Fail closed: an exception
+  answers locally, because mitmproxy forwards a flow whose hook raised **unmodified, client
+  API key included** (mitmproxy-notes.md §4).
+- ``responseheaders``: the link's translated stream is carried to the client as it comes
+  (``stream = True``); anything else is buffered and rewritten in ``response``.
 - ``response`` / ``error``: errors mapped to what Codex acts on, non-streamed answers
   translated; the flow is annotated for mitmweb (comment, marker, metadata) and shown beside
   its upstream leg (inspection.py).
