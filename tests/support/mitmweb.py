@@ -32,7 +32,6 @@ from __future__ import annotations
 import ast
 import re
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -44,6 +43,7 @@ from typing import Any, Literal
 
 import httpx
 from mitmproxy import io as mitmproxy_io
+from support.local_servers import free_port
 from support.mitm import MITMDUMP, MitmRelay
 
 MITMWEB = MITMDUMP.with_name("mitmweb")
@@ -52,12 +52,6 @@ WEB_FAILED = "Web server failed to listen"
 PROXY_READY = re.compile(r"proxy.* listening at \S+?:(\d+)")
 META = "mitmrelay"  # flow.metadata key the relay writes (addon.py); ~meta mitmrelay
 Part = Literal["request", "response"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RestError(RuntimeError):
@@ -88,10 +82,8 @@ class MitmWeb(MitmRelay):
         confdir: Path,
         upstream: str,
         *,
-        mode: str = "reverse",
-        key: str = "sk-relay",
         options: dict[str, str] | None = None,
-        env: dict[str, str] | None = None,
+        **relay: Any,  # MitmRelay's: mode, key, env
     ) -> None:
         self.password = secrets.token_hex(16)
         self.xsrf = secrets.token_hex(16)
@@ -101,9 +93,7 @@ class MitmWeb(MitmRelay):
             "web_port": str(self.web_port),
             "web_password": self.password,
         }
-        super().__init__(
-            confdir, upstream, mode=mode, key=key, options={**web, **(options or {})}, env=env
-        )
+        super().__init__(confdir, upstream, options={**web, **(options or {})}, **relay)
         self.args[0:1] = [str(MITMWEB), "--no-web-open-browser"]
         self.web_url = ""
         self._client: httpx.Client | None = None
