@@ -95,7 +95,6 @@ class _Exchange:
     stream: bool
     translator: StreamTranslator | None = None
     input_items: list[Any] = field(default_factory=list)  # full input, history included
-    chat: dict[str, Any] = field(default_factory=dict)  # the Chat request sent upstream
     link_token: str | None = None
     link_job: LinkJob | None = None
     client_request: http.Request | None = None  # as the client sent it, for mitmweb
@@ -488,7 +487,6 @@ class Relay:
             if isinstance(request.input, list)
             else [*history, {"type": "message", "role": "user", "content": request.input}],
         )
-        exchange.chat = chat
         self.exchanges[flow.id] = exchange
         exchange.client_request = flow.request.copy()
         exchange.link_token, exchange.link_job = self._reroute(
@@ -702,6 +700,8 @@ class Relay:
         if not response or response.get("status") not in ("completed", "incomplete"):
             return
         record, _ = conversation_record(exchange.input_items, response["output"])
+        # Turn fingerprints are of the calls as the upstream will see them replayed.
+        upstream_names = {(o.namespace, o.name): n for n, o in exchange.ctx.tools.items()}
         try:
             self.history.put(exchange.response_id, record)
             for item in response["output"]:
@@ -712,8 +712,6 @@ class Relay:
                 kept = payload_record(payload)
                 for call_id in payload.call_ids:
                     self.history.put(REASONING_KEY + call_id, kept)
-                # The fingerprint is of the calls as the upstream will see them replayed.
-                upstream_names = {(o.namespace, o.name): n for n, o in exchange.ctx.tools.items()}
                 calls = [
                     {
                         "function": {
