@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from mitmproxy import ctx, flow, http
 
-from .link import JOB_HEADER, LinkJob
+from .link import JOB_HEADER, LinkJob, answer_headers
 
 META = "mitmrelay"
 HIDDEN = "[hidden by mitmrelay]"
-_NOT_REPLAYED = ("transfer-encoding", "content-encoding", "content-length", "connection")
 
 
 def show_client_leg(
@@ -52,9 +51,7 @@ def upstream_leg(f: http.HTTPFlow, link_request: http.Request, job: LinkJob) -> 
     leg.request = request
     failure = job.failure.message if job.failure else None
     if job.status is not None:
-        headers = [
-            (k.encode(), v.encode()) for k, v in job.response_headers if k not in _NOT_REPLAYED
-        ]
+        headers = [(k.encode(), v.encode()) for k, v in answer_headers(job.response_headers)]
         leg.response = http.Response.make(job.status, bytes(job.recorded), headers)
         leg.response.timestamp_start = f.response.timestamp_start if f.response else None
         leg.error = flow.Error(failure) if failure else None

@@ -86,6 +86,12 @@ class _Failure(Exception):
         self.kind, self.detail = kind, detail
 
 
+def answer_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream's response headers that describe its answer rather than its connection or
+    framing: the link decodes the body, so ``content-encoding`` goes too."""
+    return [(k, v) for k, v in headers if k not in HOP_BY_HOP and k != "content-encoding"]
+
+
 class _ClientGone(Exception):
     """mitmproxy closed its side: the client went away, so the upstream call is abandoned."""
 
@@ -412,14 +418,17 @@ class _Call:
         """Timer: the upstream silent too long, or the client due a keep-alive."""
         now = asyncio.get_running_loop().time()
         if now - self.last_data >= self.settings.idle_timeout_s:
-            self.abort = _Failure(
-                "timeout", f"no data for {self.settings.idle_timeout_s:g} s (relay_timeout)"
-            )
+            self.abort = self._idle_timeout()
             self._abort_upstream()
             return
         if now - self.last_write >= self.settings.keepalive_s and self.translator is not None:
             self._write_nowait(self.translator.keepalive())
         self._schedule_tick()
+
+    def _idle_timeout(self) -> _Failure:
+        return _Failure(
+            "timeout", f"no data for {self.settings.idle_timeout_s:g} s (relay_timeout)"
+        )
 
     def _on_gone(self, _: asyncio.Future[bytes]) -> None:
         if self.abort is None:
@@ -435,8 +444,7 @@ class _Call:
         self.job.record(body)
         if not self.job.committed:
             self.ticking = False
-            headers = [(k, v) for k, v in answer if k not in HOP_BY_HOP and k != "content-encoding"]
-            await self.client.answer(status, headers, body)
+            await self.client.answer(status, answer_headers(answer), body)
             return
         translator = self.translator
         assert translator is not None  # only a translated stream is committed early
@@ -544,9 +552,7 @@ class _Call:
                     raise _ClientGone
                 now = time.monotonic()
                 if now >= deadline:
-                    raise _Failure(
-                        "timeout", f"no data for {self.settings.idle_timeout_s:g} s (relay_timeout)"
-                    )
+                    raise self._idle_timeout()
                 if self.ticking and now >= self.next_tick:
                     assert self.translator is not None
                     if self.client.committed:
