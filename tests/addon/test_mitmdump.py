@@ -3,11 +3,14 @@ fake Chat upstream, and the official openai SDK (or plain httpx) as the client."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import subprocess
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -48,6 +51,38 @@ def sse_events(body: bytes) -> list[dict]:
     return [
         json.loads(line[6:]) for line in body.decode().splitlines() if line.startswith("data: ")
     ]
+
+
+def post_through_proxy(relay: MitmRelay, **request: Any) -> httpx.Response:
+    """An unmodified client's Responses call to api.openai.com, through ``relay`` as its
+    HTTPS proxy, trusting the relay's CA."""
+    ca = ssl.create_default_context(cafile=str(relay.ca))
+    with httpx.Client(proxy=relay.url, verify=ca, timeout=30) as c:
+        return c.post(
+            "https://api.openai.com/v1/responses",
+            json={"model": "gpt-5.5", "input": "hi", "stream": True},
+            **request,
+        )
+
+
+@contextlib.contextmanager
+def behind_corporate_proxy(
+    tmp_path: Path, upstream_url: str, corp: dict[str, str], relay: dict[str, str] | None = None
+) -> Iterator[tuple[MitmRelay, MitmRelay]]:
+    """A relay in ``--mode upstream:`` whose corporate proxy is another mitmdump logging flows
+    (``corp``: its extra options); yields (corp, relay)."""
+    with (
+        MitmRelay(
+            tmp_path / "corp",
+            "http://127.0.0.1:1/v1",
+            mode="regular",
+            options={"flow_detail": "1", **corp},
+        ) as corp_proxy,
+        MitmRelay(
+            tmp_path / "relay", upstream_url, mode=f"upstream:{corp_proxy.url}", options=relay
+        ) as relayed,
+    ):
+        yield corp_proxy, relayed
 
 
 def final_text(body: bytes) -> str:
@@ -321,15 +356,11 @@ def test_proxy_mode_relays_openai_and_passes_other_traffic(upstream, tmp_path):
         ) as r,
     ):
         upstream.enqueue(text("proxied"))
+        resp = post_through_proxy(r, headers={"authorization": f"Bearer {CLIENT_KEY}"})
+        assert resp.status_code == 200
+        assert final_text(resp.content) == "proxied"
         ca = ssl.create_default_context(cafile=str(r.ca))
         with httpx.Client(proxy=r.url, verify=ca, timeout=30) as c:
-            resp = c.post(
-                "https://api.openai.com/v1/responses",
-                json={"model": "gpt-5.5", "input": "hi", "stream": True},
-                headers={"authorization": f"Bearer {CLIENT_KEY}"},
-            )
-            assert resp.status_code == 200
-            assert final_text(resp.content) == "proxied"
             ws = c.get(
                 "https://api.openai.com/v1/responses",
                 headers={"upgrade": "websocket", "connection": "upgrade"},
@@ -347,20 +378,9 @@ def test_proxy_mode_relays_openai_and_passes_other_traffic(upstream, tmp_path):
 def test_upstream_proxy_mode_reaches_the_upstream_through_that_proxy(upstream, tmp_path):
     """--mode upstream:http://corp-proxy: the link goes through the proxy, as mitmproxy would
     (here the corporate proxy is another mitmdump, passing everything through)."""
-    with (
-        MitmRelay(
-            tmp_path / "corp", "http://127.0.0.1:1/v1", mode="regular", options={"flow_detail": "1"}
-        ) as corp,
-        MitmRelay(tmp_path / "relay", upstream.url, mode=f"upstream:{corp.url}") as relay,
-    ):
+    with behind_corporate_proxy(tmp_path, upstream.url, corp={}) as (corp, relay):
         upstream.enqueue(text("via the proxy"))
-        ca = ssl.create_default_context(cafile=str(relay.ca))
-        with httpx.Client(proxy=relay.url, verify=ca, timeout=30) as c:
-            resp = c.post(
-                "https://api.openai.com/v1/responses",
-                json={"model": "gpt-5.5", "input": "hi", "stream": True},
-            )
-        assert final_text(resp.content) == "via the proxy"
+        assert final_text(post_through_proxy(relay).content) == "via the proxy"
         assert f"POST {upstream.url}/chat/completions" in corp.text()
 
 
@@ -614,27 +634,15 @@ def test_https_upstream_through_an_upstream_proxy_is_tunnelled(self_signed, tmp_
     context, cert = self_signed
     with (
         FakeUpstream(tls=context) as up,
-        MitmRelay(
-            tmp_path / "corp",
-            "http://127.0.0.1:1/v1",
-            mode="regular",
-            options={"flow_detail": "1", "ignore_hosts": "127.0.0.1"},
-        ) as corp,
-        MitmRelay(
-            tmp_path / "relay",
+        behind_corporate_proxy(
+            tmp_path,
             up.url,
-            mode=f"upstream:{corp.url}",
-            options={"ssl_verify_upstream_trusted_ca": str(cert)},
-        ) as relay,
+            corp={"ignore_hosts": "127.0.0.1"},
+            relay={"ssl_verify_upstream_trusted_ca": str(cert)},
+        ) as (corp, relay),
     ):
         up.enqueue(text("tunnelled"))
-        ca = ssl.create_default_context(cafile=str(relay.ca))
-        with httpx.Client(proxy=relay.url, verify=ca, timeout=30) as c:
-            resp = c.post(
-                "https://api.openai.com/v1/responses",
-                json={"model": "gpt-5.5", "input": "hi", "stream": True},
-            )
-        assert final_text(resp.content) == "tunnelled"
+        assert final_text(post_through_proxy(relay).content) == "tunnelled"
         assert up.chat_requests()  # the upstream saw it, over TLS, through the tunnel
         assert f"server connect 127.0.0.1:{up.port}" in corp.text()  # the tunnel
 
