@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mitmrelay.core.profiles import PROFILES
+from mitmrelay.core.profiles import PROFILES, guess_profile
 from mitmrelay.core.request import parse_request, translate_request
 
 LOST_REASONING = {
@@ -47,3 +47,17 @@ def test_reasoning_policy(profile, lost, kept):
     got_lost = {k: v for k, v in assistant(LOST_REASONING, profile).items() if k in fields}
     got_kept = {k: v for k, v in assistant(KEPT_REASONING, profile).items() if k in fields}
     assert (got_lost, got_kept) == (lost, kept)
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("https://api.deepseek.com/v1", "deepseek"),
+        ("https://API.Moonshot.cn/v1", "kimi"),
+        ("https://eu.openrouter.ai/api/v1", "openrouter"),
+        ("https://notopenrouter.ai/v1", "generic"),
+        ("http://127.0.0.1:8000/v1", "generic"),
+    ],
+)
+def test_the_profile_is_guessed_from_the_host(url: str, name: str) -> None:
+    assert guess_profile(url).name == name

@@ -6,7 +6,19 @@ import itertools
 import json
 
 import pytest
-from chat_streams import DONE, call, chunk, events, run, terminal, text_stream, types, usage
+from chat_streams import (
+    CTX,
+    DONE,
+    call,
+    chunk,
+    events,
+    run,
+    terminal,
+    text_stream,
+    translator,
+    types,
+    usage,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -425,3 +437,32 @@ def test_arbitrary_bytes_end_in_exactly_one_terminal_event(data):
         sum(ty in ("response.completed", "response.failed", "response.incomplete") for ty in tys)
         == 1
     )
+
+
+def test_a_fallback_translator_continues_the_stream_a_failed_attempt_began() -> None:
+    """An attempt that failed before any output item hands the client's stream over: one
+    ``response.created``, contiguous sequence numbers, the first attempt's response id."""
+    first = translator()
+    sent = first.start() + first.keepalive()
+    assert not first.has_output
+    second = translator(ctx=CTX, upstream="kimi")
+    second._response_id = "resp_other"  # whatever the second was built with, the first's wins
+    second.continue_from(first)
+    sent += second.feed(text_stream("ok")) + second.finish()
+    evs = events(sent)
+    assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
+    assert types(sent).count("response.created") == 1
+    assert terminal(sent)["response"]["id"] == "resp_1"
+    assert terminal(sent)["type"] == "response.completed"
+
+
+def test_no_takeover_after_an_output_item_or_of_a_started_translator() -> None:
+    first = translator()
+    first.feed(chunk({"content": "partial"}))
+    assert first.has_output
+    with pytest.raises(ValueError):
+        translator().continue_from(first)
+    fresh, started = translator(), translator()
+    started.start()
+    with pytest.raises(ValueError):
+        started.continue_from(fresh)

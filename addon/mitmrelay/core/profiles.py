@@ -7,6 +7,7 @@ comment names the provider and what was observed (providers.md §2).
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -31,6 +32,10 @@ class Profile:
     think_tags:              split ``<think>…</think>`` out of content (vLLM without a parser).
     extra_body:              fields merged into every Chat request (e.g. ``thinking``).
     drop_params:             Chat request fields never to send.
+    vision / reasoning:      what the family's models do by default (a route may say
+                             otherwise): accept images; think before answering.
+    hosts:                   API host names of the family, for guessing a provider's profile
+                             from its base URL (a host ending in ``.`` + one of them matches too).
     """
 
     name: str = "generic"
@@ -46,6 +51,9 @@ class Profile:
     think_tags: bool = True
     extra_body: Mapping[str, object] = field(default_factory=dict)
     drop_params: frozenset[str] = frozenset()
+    vision: bool = True
+    reasoning: bool = True
+    hosts: tuple[str, ...] = ()
 
 
 GENERIC = Profile()
@@ -53,6 +61,7 @@ GENERIC = Profile()
 # Each row's switches cite what was observed (providers.md §1.2, §2).
 DEEPSEEK = Profile(
     name="deepseek",
+    hosts=("api.deepseek.com",),
     # Thinking mode rejects an assistant tool-call message without the reasoning_content it
     # produced ("The reasoning_content in the thinking mode must be passed back to the API.").
     # When none survives (a thread begun on another model), a single space is accepted: the
@@ -61,21 +70,34 @@ DEEPSEEK = Profile(
 )
 KIMI = Profile(
     name="kimi",
+    hosts=("api.moonshot.ai", "api.moonshot.cn"),
     # "thinking is enabled but reasoning_content is missing in assistant tool call message"
     # (Kilo-Org/kilocode#10986): same rule and remedy as DeepSeek.
     reasoning_placeholder=" ",
 )
 GROQ = Profile(
     name="groq",
+    hosts=("api.groq.com",),
     # Groq answers 400 "unsupported" for reasoning_content in replayed history
     # (tashfeenahmed/freellmapi#1070): strip it.
     reasoning_replay="none",
 )
 OPENROUTER = Profile(
     name="openrouter",
+    hosts=("openrouter.ai",),
     # OpenRouter streams reasoning as delta.reasoning and reads it back under the same name,
     # with reasoning_details (restored from the sealed carrier) alongside.
     reasoning_replay="reasoning",
 )
 
 PROFILES: Mapping[str, Profile] = {p.name: p for p in (GENERIC, DEEPSEEK, KIMI, GROQ, OPENROUTER)}
+
+
+def guess_profile(base_url: str) -> Profile:
+    """The profile whose ``hosts`` name the base URL's host (or a parent domain of it), else
+    ``GENERIC``."""
+    host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
+    for profile in PROFILES.values():
+        if any(host == h or host.endswith("." + h) for h in profile.hosts):
+            return profile
+    return GENERIC

@@ -168,6 +168,29 @@ class StreamTranslator:
     def done(self) -> bool:
         return self.phase is Phase.DONE
 
+    @property
+    def has_output(self) -> bool:
+        """Whether an output item was opened (``output_item.added`` sent). Until then a failed
+        attempt may be replaced by another upstream without the client noticing."""
+        return self._next_index > 0
+
+    def continue_from(self, previous: StreamTranslator) -> None:
+        """Take over the client's stream from ``previous``, an attempt that failed before any
+        output item: what it sent (``response.created``, keep-alives) stands, so this
+        translator sends no second ``response.created`` and numbers its events on from there.
+        Raises ``ValueError`` if ``previous`` already sent an output item or if this
+        translator has started."""
+        if previous.has_output:
+            raise ValueError("the previous attempt already sent output items")
+        if self.phase is not Phase.NEW:
+            raise ValueError("this translator has already started")
+        if previous.phase is not Phase.NEW:
+            self.phase = Phase.STREAMING
+        self._seq = previous._seq
+        self._response_id = previous._response_id
+        self._created_at = previous._created_at
+        self.response = self._response_object("in_progress")
+
     def start(self) -> bytes:
         """``response.created`` + ``response.in_progress``; idempotent. May be sent before the
         upstream's first byte so the client sees progress at once."""
