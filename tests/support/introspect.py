@@ -1,0 +1,43 @@
+"""A mitmdump script for leak tests, loaded before addon/relay.py: ``GET /__introspect`` is
+answered with what the process holds (asyncio tasks, open file descriptors, and the relay's
+exchanges and link jobs when it has such tables), never reaching the relay.
+
+Read by name (``getattr``), so it keeps working when the relay or its link are rebuilt: a table
+it cannot find is reported as null, and a test asserting on it then fails loudly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from mitmproxy import ctx, http
+
+PATH = "/__introspect"
+
+
+def _size(obj: object, *names: str) -> int | None:
+    for name in names:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return None
+    return len(obj)  # type: ignore[arg-type]
+
+
+class Introspect:
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.request.path != PATH:
+            return
+        relay = ctx.master.addons.get("relay")
+        state = {
+            "tasks": len(asyncio.all_tasks()),
+            "fds": len(os.listdir("/proc/self/fd")),
+            "exchanges": _size(relay, "exchanges"),
+            "link_jobs": _size(relay, "link", "_jobs"),
+        }
+        flow.response = http.Response.make(
+            200, json.dumps(state), {"content-type": "application/json"}
+        )
+
+
+addons = [Introspect()]
