@@ -22,7 +22,7 @@ from support.codex import CLIENT_KEY, CODEX_VERSIONS, CodexHarness
 from support.fake_upstream import FakeUpstream, error, text, tool_call
 from support.mitmweb import MitmWeb
 
-# What is scanned is the relay's output, not Codex's: one release is enough (~30 s each).
+# What is scanned is the relay's output, not Codex's: one release is enough (~16 s a test).
 pytestmark = [pytest.mark.e2e, pytest.mark.codex_versions(CODEX_VERSIONS[0])]
 
 UPSTREAM_KEY = "sk-upstream-secret-4f1c9e7a"
