@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import collections
 import signal
 import subprocess
 import sys
