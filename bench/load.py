@@ -17,9 +17,13 @@ Set-up, all on loopback:
 For each, ``--streams`` clients (asyncio, raw HTTP/1.1, one connection per stream) each run
 streams back to back: ``--warmup`` seconds, then a snapshot of the proxy's RSS and open file
 descriptors, then ``--seconds`` of measured streams, then the clients finish their current
-stream, the proxy is given ``SETTLE_S`` and snapshotted again. Recorded per stream: its status,
-whether it ended with its terminal event (``response.completed``; ``[DONE]`` for the baseline),
-and the gaps between consecutive events as the client received them.
+stream, the proxy is given ``SETTLE_S`` and snapshotted again, and once more after ``--linger``
+seconds (idle pooled connections are closed after 30 s: link.py ``POOL_IDLE_S``). Recorded per
+stream: its status, whether it ended with its terminal event (``response.completed``;
+``[DONE]`` for the baseline), and the gaps between consecutive *token* events as the client
+received them (``response.output_text.delta``; a chunk with content for the baseline): the
+relay turns one upstream chunk into several events at once (``response.created`` and
+``in_progress``, an item's ``added`` events), whose zero gaps would flatter it.
 
 Pass criteria (issue: reliability §3): 0 errors; RSS and open fds after the run within 10 % of
 after warm-up. Reported: streams and events per second, event-gap percentiles (p50, p99, max)
@@ -135,7 +139,9 @@ class Totals:
     gaps: list[float] = field(default_factory=list)
 
 
-async def one_stream(port: int, request: bytes, terminal: bytes, totals: Totals) -> None:
+async def one_stream(
+    port: int, request: bytes, token: bytes, terminal: bytes, totals: Totals
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
@@ -158,9 +164,10 @@ async def one_stream(port: int, request: bytes, terminal: bytes, totals: Totals)
                 if b"data: " not in event:
                     continue
                 events += 1
-                if last is not None:
-                    totals.gaps.append(now - last)
-                last = now
+                if token in event:
+                    if last is not None:
+                        totals.gaps.append(now - last)
+                    last = now
                 if terminal in event:
                     ended = True
         if not ended:
@@ -175,7 +182,12 @@ async def one_stream(port: int, request: bytes, terminal: bytes, totals: Totals)
 
 
 async def run_clients(
-    port: int, request: bytes, terminal: bytes, streams: int, warmup_s: float, seconds: float
+    port: int,
+    request: bytes,
+    marks: tuple[bytes, bytes],
+    streams: int,
+    warmup_s: float,
+    seconds: float,
 ) -> tuple[Totals, float]:
     """Warm-up, then the measured phase; returns the measured totals and when the clients
     began the measured phase (the snapshot is taken by the caller in between)."""
@@ -185,7 +197,7 @@ async def run_clients(
 
     async def client() -> None:
         while time.monotonic() < stop_at:
-            await one_stream(port, request, terminal, phase["totals"])
+            await one_stream(port, request, *marks, phase["totals"])
 
     async def switch() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
@@ -218,6 +230,8 @@ class Result:
     rss_after: float = 0.0
     fds_warm: int = 0
     fds_after: int = 0
+    rss_linger: float = 0.0
+    fds_linger: int = 0
 
     def percentile(self, p: float) -> float:
         gaps = sorted(self.totals.gaps)
@@ -225,7 +239,11 @@ class Result:
 
 
 def measure(
-    name: str, proxy: MitmRelay, request: bytes, terminal: bytes, args: argparse.Namespace
+    name: str,
+    proxy: MitmRelay,
+    request: bytes,
+    marks: tuple[bytes, bytes],
+    args: argparse.Namespace,
 ) -> Result:
     assert proxy.proc is not None
     pid = proxy.proc.pid
@@ -233,7 +251,7 @@ def measure(
 
     async def main() -> None:
         task = asyncio.ensure_future(
-            run_clients(proxy.port, request, terminal, args.streams, args.warmup, args.seconds)
+            run_clients(proxy.port, request, marks, args.streams, args.warmup, args.seconds)
         )
         await asyncio.sleep(args.warmup)
         result.rss_warm, result.fds_warm = rss_mb(pid), fds(pid)
@@ -242,6 +260,8 @@ def measure(
     asyncio.run(main())
     time.sleep(SETTLE_S)
     result.rss_after, result.fds_after = rss_mb(pid), fds(pid)
+    time.sleep(args.linger)
+    result.rss_linger, result.fds_linger = rss_mb(pid), fds(pid)
     return result
 
 
@@ -267,6 +287,10 @@ def report(results: list[Result]) -> bool:
             f"{max(t.gaps, default=0) * 1000:6.0f}ms   {r.rss_warm:7.1f} -> {r.rss_after:7.1f}"
             f"         {r.fds_warm:4d} -> {r.fds_after:4d}"
         )
+        print(
+            f"{'':12}after {r.seconds:g} s + {SETTLE_S:g} s + linger: RSS {r.rss_linger:.1f} MB,"
+            f" {r.fds_linger} fds"
+        )
         if t.errors:
             ok = False
             print(f"  {r.name} errors (first 5): {t.errors[:5]}")
@@ -280,7 +304,7 @@ def report(results: list[Result]) -> bool:
     relay, plain = results
     ratio = relay.percentile(0.99) / plain.percentile(0.99)
     print(
-        f"\nrelay p99 event gap {relay.percentile(0.99):.0f} ms vs pass-through "
+        f"\nrelay p99 token gap {relay.percentile(0.99):.0f} ms vs pass-through "
         f"{plain.percentile(0.99):.0f} ms: {ratio:.2f}x (the upstream paces events "
         f"{GAP_S * 1000:.0f} ms apart)"
     )
@@ -296,6 +320,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--linger", type=float, default=35.0)
     args = parser.parse_args()
 
     upstream = subprocess.Popen(
@@ -311,7 +336,8 @@ def main() -> None:
             relay = MitmRelay(tmp / "relay", url, options={"relay_model": "deepseek-chat"})
             with relay:
                 request = http_post("/v1/responses", {"model": "m", "input": "hi", "stream": True})
-                results.append(measure("relay", relay, request, b"response.completed", args))
+                marks = (b'"response.output_text.delta"', b'"response.completed"')
+                results.append(measure("relay", relay, request, marks, args))
             script = tmp / "stream.py"
             script.write_text(STREAM_SCRIPT)
             plain = MitmRelay(tmp / "plain", url)
@@ -331,7 +357,7 @@ def main() -> None:
             with plain:
                 chat = {"model": "deepseek-chat", "messages": [], "stream": True}
                 request = http_post("/v1/chat/completions", chat)
-                results.append(measure("passthrough", plain, request, b"[DONE]", args))
+                results.append(measure("passthrough", plain, request, (b"token", b"[DONE]"), args))
     finally:
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(timeout=10)

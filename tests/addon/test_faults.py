@@ -71,9 +71,18 @@ def upstream(scripted: Scripted) -> Iterator[RawUpstream]:
         yield up
 
 
+BASELINES: dict[str, dict[str, Any]] = {}  # what the module's relay held before any fault
+
+
 @pytest.fixture(scope="module")
-def relay(upstream: RawUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MitmRelay]:
+def relay(
+    upstream: RawUpstream, scripted: Scripted, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MitmRelay]:
     with relay_with_introspection(tmp_path_factory.mktemp("confdir"), upstream.url) as r:
+        # One good exchange first: the link and its tasks exist from then on.
+        scripted.script = cut_after(b"".join(EVENTS))
+        assert_stream_ends_once(call(r), completed_allowed=True)
+        BASELINES["relay"] = introspect(r)
         yield r
 
 
@@ -385,6 +394,13 @@ def test_a_slow_client_gets_backpressure_up_to_the_upstream_and_bounded_memory(
     # What is in flight is socket buffers (three loopback hops) and bounded relay buffers.
     assert sent[-1] < STREAM_MB * 1024 * 1024 / 2
     assert grown_mb < 48
+
+
+def test_after_every_fault_above_nothing_stayed_behind(relay):
+    # Runs last in this module (pytest keeps file order): all the faults above went through
+    # this one relay; its tasks, descriptors and tables are back where they started.
+    now = wait_until(lambda: settled(relay, BASELINES["relay"]), "the relay to settle", 15.0)
+    assert now["exchanges"] == 0 and now["link_jobs"] == 0
 
 
 def test_a_relay_restart_mid_stream_never_reports_completion(tmp_path):
