@@ -38,7 +38,7 @@ from mitmrelay.keyfile import KEY_FILE, load_or_create_key
 CARRIER = SealedReasoningCarrier(bytes(range(32)), os.urandom)
 FIXTURES = fixtures()
 FUZZ = settings(
-    max_examples=250,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -351,7 +351,7 @@ def test_fuzz_strategies_reach_every_item_type():
     strategy = requests()
 
     @settings(
-        max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     @given(strategy)
     def sample(body):
