@@ -264,6 +264,29 @@ def test_an_invalid_chunk_ends_the_stream_with_response_failed(scripted, relay):
     assert_no_traceback(relay)
 
 
+MID_STREAM_ERRORS = {
+    # OpenRouter reports a provider failure inside the stream (providers.md §1).
+    "openrouter-provider-died": (
+        {"error": {"code": 502, "message": "provider died"}},
+        "server_error",
+    ),
+    "context-overflow": (
+        {"error": {"message": "This model's maximum context length is 8192 tokens."}},
+        "context_length_exceeded",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MID_STREAM_ERRORS)
+def test_an_error_payload_inside_the_stream_is_response_failed_with_its_code(case, scripted, relay):
+    payload, code = MID_STREAM_ERRORS[case]
+    error_event = b"data: " + json.dumps(payload).encode() + b"\n\n"
+    scripted.script = cut_after(EVENTS[0] + EVENTS[3] + error_event)
+    response = call(relay)
+    assert_stream_ends_once(response, completed_allowed=False)
+    assert sse_events(response.content)[-1]["response"]["error"]["code"] == code
+
+
 def silent_after(payload: bytes | None) -> Callable[[dict[str, Any], Any], Any]:
     async def script(request: dict[str, Any], send: Any) -> None:
         if payload is not None:
