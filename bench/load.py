@@ -25,6 +25,11 @@ received them (``response.output_text.delta``; a chunk with content for the base
 relay turns one upstream chunk into several events at once (``response.created`` and
 ``in_progress``, an item's ``added`` events), whose zero gaps would flatter it.
 
+``--state`` picks the relay's ``relay_state``: ``sqlite`` (its default), ``memory``, ``redis``
+(a redis-server started here), or ``redis-stopped``: the same, stopped with SIGSTOP once the
+warm-up ends, so the measured phase shows what a hung store costs the streams (state/offloop.py
+exists so that it costs nothing but the call that waits).
+
 Pass criteria (issue: reliability §3): 0 errors; RSS and open fds after the run within 10 % of
 after warm-up. Reported: streams and events per second, event-gap percentiles (p50, p99, max)
 for both, and the relay's p99 against the baseline's. Exit status 1 when a criterion fails.
@@ -42,12 +47,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from support.local_servers import start_redis  # noqa: E402
 from support.mitm import MITMDUMP, MitmRelay  # noqa: E402
 
 EVENTS = 10  # text deltas per stream
@@ -244,6 +251,7 @@ def measure(
     request: bytes,
     marks: tuple[bytes, bytes],
     args: argparse.Namespace,
+    after_warmup: Callable[[], None] = lambda: None,
 ) -> Result:
     assert proxy.proc is not None
     pid = proxy.proc.pid
@@ -255,6 +263,7 @@ def measure(
         )
         await asyncio.sleep(args.warmup)
         result.rss_warm, result.fds_warm = rss_mb(pid), fds(pid)
+        after_warmup()
         result.totals, _ = await task
 
     asyncio.run(main())
@@ -321,6 +330,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--linger", type=float, default=35.0)
+    parser.add_argument(
+        "--state", choices=["sqlite", "memory", "redis", "redis-stopped"], default="sqlite"
+    )
     args = parser.parse_args()
 
     upstream = subprocess.Popen(
@@ -330,14 +342,28 @@ def main() -> None:
     port = int(upstream.stdout.readline())
     url = f"http://127.0.0.1:{port}/v1"
     results = []
+    redis: subprocess.Popen[bytes] | None = None
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
-            relay = MitmRelay(tmp / "relay", url, options={"relay_model": "deepseek-chat"})
-            with relay:
+            state = args.state
+            if state.startswith("redis"):
+                started = start_redis(tmp)
+                if started is None:
+                    sys.exit("redis-server is not installed")
+                redis, state = started
+
+            def stop_redis() -> None:
+                if redis is not None and args.state == "redis-stopped":
+                    os.kill(redis.pid, signal.SIGSTOP)
+
+            options = {"relay_model": "deepseek-chat", "relay_state": state}
+            with MitmRelay(tmp / "relay", url, options=options) as relay:
                 request = http_post("/v1/responses", {"model": "m", "input": "hi", "stream": True})
                 marks = (b'"response.output_text.delta"', b'"response.completed"')
-                results.append(measure("relay", relay, request, marks, args))
+                results.append(measure("relay", relay, request, marks, args, stop_redis))
+                if redis is not None:
+                    os.kill(redis.pid, signal.SIGCONT)
             script = tmp / "stream.py"
             script.write_text(STREAM_SCRIPT)
             plain = MitmRelay(tmp / "plain", url)
@@ -361,9 +387,14 @@ def main() -> None:
     finally:
         upstream.send_signal(signal.SIGTERM)
         upstream.wait(timeout=10)
+        if redis is not None:
+            os.kill(redis.pid, signal.SIGCONT)
+            redis.kill()
+            redis.wait(timeout=10)
     print(
         f"{args.streams} concurrent streams, {args.seconds:g} s measured after {args.warmup:g} s "
-        f"warm-up; each stream {EVENTS} events {GAP_S * 1000:.0f} ms apart"
+        f"warm-up; each stream {EVENTS} events {GAP_S * 1000:.0f} ms apart; relay_state "
+        f"{args.state}"
     )
     sys.exit(0 if report(results) else 1)
 
