@@ -457,3 +457,43 @@ def test_a_relay_restart_mid_stream_never_reports_completion(tmp_path):
             terminal = assert_stream_ends_once(call(second), completed_allowed=True)
             assert terminal == "response.completed"
             assert_no_traceback(second)
+
+
+FORGED = "INJECTED-LINE relay 00000000: gpt-5.5 -> x completed"
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "error-status",
+        pytest.param(
+            "error-in-stream",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="addon.py's per-exchange INFO line ends with the failed response's "
+                "error message as the upstream wrote it ('(code: message)' via %s): CR/LF in "
+                "an upstream's mid-stream error payload start new, forged log lines; the line "
+                "must escape control characters (e.g. %r, or replace CR/LF)",
+            ),
+        ),
+    ],
+)
+def test_an_upstream_error_message_cannot_forge_a_log_line(where, scripted, relay):
+    payload = {"error": {"message": f"bad request\r\n{FORGED}\n{FORGED}", "type": "x"}}
+    if where == "error-status":
+
+        async def script(request: dict[str, Any], send: Any) -> None:
+            await send(json_answer(400, json.dumps(payload).encode()))
+
+        scripted.script = script
+    else:
+        scripted.script = cut_after(EVENTS[0] + b"data: " + json.dumps(payload).encode() + b"\n\n")
+    before = len(relay.log)
+    call(relay)
+    # The exchange's INFO line ("relay <flow>: <model> -> <model> <status> ...") ends it.
+    wait_until(
+        lambda: any(" -> " in line for line in relay.log[before:] if " relay " in line),
+        "the exchange's log line",
+    )
+    forged = [line for line in relay.log[before:] if line.lstrip().startswith("INJECTED-LINE")]
+    assert forged == [], relay.log[before:]
