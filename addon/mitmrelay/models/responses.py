@@ -38,8 +38,8 @@ Hostile input is refused here, at the edge, with a 400 naming the field (``parse
 - an image is fetched by the upstream, never by the relay, but a ``file:``, ``ftp:`` or
   ``gopher:`` URL (or one without a scheme) would make a provider that fetches images do a
   request no client should be able to ask for: only ``http``, ``https`` and ``data:`` pass
-  (OpenAI's input_image accepts exactly "a fully qualified URL or a base64 encoded image in a
-  data URL");
+  (OpenAI's input_image: "A fully qualified URL or base64 encoded image in a data URL", the
+  pinned openai SDK's ``types/responses/response_input_image_param.py``);
 - NaN and Infinity (which the JSON parser accepts) are refused in every float field and in the
   free-form objects the relay sends on (``JsonObject``: tool parameters, formats, tool_choice,
   metadata), so the upstream body and the Response echoed to Codex stay strict JSON.
