@@ -168,6 +168,7 @@ class _Renderer:
         self.blobs = blobs  # opaque reasoning blobs this provider made (summary_blob)
         self.events: list[dict[str, Any]] = []
         self.output: list[dict[str, Any]] = []
+        self.truncated_at = -1  # the output index of an item cut by the token limit
 
     def response(self, status: str, **extra: Any) -> dict[str, Any]:
         return {
@@ -341,6 +342,8 @@ class _Renderer:
         self.done(index, {**item, "status": "completed", "input": out.input})
 
     def done(self, index: int, item: dict[str, Any]) -> None:
+        if self.truncated_at == index:  # cut by the token limit: OpenAI's item status
+            item = {**item, "status": "incomplete"}
         self.output.append(item)
         self.add({"type": "response.output_item.done", "output_index": index, "item": item})
 
@@ -369,6 +372,8 @@ def events_for(
     r = _Renderer(dialect, model, blobs if blobs is not None else set())
     r.add({"type": "response.created", "response": r.response("in_progress")})
     r.add({"type": "response.in_progress", "response": r.response("in_progress")})
+    if turn.status == "incomplete":
+        r.truncated_at = len(turn.outputs) - 1
     for index, out in enumerate(turn.outputs):
         r.item(index, out)
     if turn.error_event is not None:
@@ -925,8 +930,10 @@ class FakeResponses:
         async def stop() -> None:
             assert self._server is not None
             self._server.close()
-            for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)

@@ -347,7 +347,9 @@ class ResponsesNormaliser:
             item = self._item_for(event, _ITEM_KINDS.get(up.get("type"), _Item))  # type: ignore[arg-type]
             if item is None:
                 return
-        self._close(item, up)
+        # An item cut by the token limit comes back "incomplete" (OpenAI's item status): it is
+        # closed as at response.incomplete, where a call that does not parse stays unfinished.
+        self._close(item, up, truncated=up.get("status") == "incomplete")
 
     def _close(self, item: _Item, up: Mapping[str, Any] | None, truncated: bool = False) -> None:
         if type(item) is _Message:
