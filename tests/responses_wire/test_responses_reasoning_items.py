@@ -126,3 +126,9 @@ def test_the_carrier_seals_origin_and_record_and_old_blobs_open_as_before():
     assert c.open(blob) == payload
     plain = ReasoningPayload(text="why", call_ids=("c",))
     assert c.open(c.seal(plain)) == plain  # no origin: the Chat wire's blob, unchanged
+
+
+def test_an_item_without_an_id_comes_back_without_one():
+    item = {"type": "reasoning", "summary": [{"type": "summary_text", "text": "x"}]}
+    text, record = native_record(item)
+    assert "id" not in record and native_item(text, record) == item

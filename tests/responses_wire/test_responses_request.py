@@ -634,3 +634,107 @@ def test_a_compaction_item_the_relay_did_not_make_is_dropped():
 
 def test_every_family_row_has_a_fake_mode():
     assert set(MODES) == set(RULES)
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [
+        {"type": "function"},
+        {"type": "custom", "name": ""},
+        {"type": "namespace", "name": "n"},
+        {"type": "namespace", "tools": []},
+        {
+            "type": "namespace",
+            "name": "outer",
+            "tools": [{"type": "namespace", "name": "inner", "tools": []}],
+        },
+        "not a tool",
+    ],
+)
+def test_tools_that_cannot_be_declared_are_dropped(tool):
+    body, ctx = clean(_request(USER, tools=[tool, {"type": "function", "name": "f"}]), "kimi")
+    assert body["tools"] == [{"type": "function", "name": "f"}] and not ctx.tools
+
+
+def test_a_custom_tool_in_a_flattened_namespace_keeps_its_way_back():
+    rules = ResponsesRules(name="x", tool_types=frozenset({"function", "custom"}))
+    tools = [{"type": "namespace", "name": "ns", "tools": [{"type": "custom", "name": "run"}]}]
+    body, ctx = clean(_request(USER, tools=tools), rules)
+    assert body["tools"] == [{"type": "custom", "name": "ns__run"}]
+    assert ctx.tools["ns__run"] == ToolOrigin("run", "ns")
+
+
+def test_a_freeform_tool_without_a_grammar_still_says_its_input_is_raw():
+    body, _ = clean(_request(USER, tools=[{"type": "custom", "name": "exec"}]))
+    assert body["tools"][0]["description"].startswith("The exec tool.\n\nPass the tool's raw input")
+    assert "grammar" not in body["tools"][0]["description"]
+
+
+def test_a_row_that_takes_a_hosted_tool_gets_it_but_never_inside_a_namespace():
+    rules = ResponsesRules(name="x", tool_types=frozenset({"function", "web_search"}))
+    tools = [
+        {"type": "web_search"},
+        {"type": "namespace", "name": "n", "tools": [{"type": "web_search"}]},
+    ]
+    body, _ = clean(_request(USER, tools=tools), rules)
+    assert body["tools"] == [{"type": "web_search"}]
+
+
+def test_a_row_that_takes_an_item_type_gets_it_unchanged():
+    rules = ResponsesRules(name="x", item_types=RULES["generic"].item_types | {"web_search_call"})
+    item = {"type": "web_search_call", "id": "ws", "action": {"type": "search", "queries": ["q"]}}
+    body, _ = clean(_request(USER, item), rules)
+    assert _items(body)[1] is not None and _items(body)[1] == item
+
+
+def test_a_namespaced_custom_call_keeps_its_namespace_where_namespaces_go_through():
+    item = {
+        "type": "custom_tool_call",
+        "call_id": "x",
+        "name": "exec",
+        "namespace": "functions",
+        "input": "1+1",
+    }
+    body, _ = clean(
+        _request(USER, item, {"type": "custom_tool_call_output", "call_id": "x", "output": "2"}),
+        "kimi",
+    )
+    assert _items(body)[1] == {
+        "type": "function_call",
+        "call_id": "x",
+        "name": "exec",
+        "arguments": '{"input": "1+1"}',
+        "namespace": "functions",
+    }
+
+
+@pytest.mark.parametrize(
+    ("item", "param"),
+    [
+        ({"type": "function_call", "name": "f", "arguments": "{}"}, "input[1].call_id"),
+        (
+            {"type": "function_call", "call_id": "c", "name": "f", "namespace": 3},
+            "input[1].namespace",
+        ),
+        ({"type": "custom_tool_call", "call_id": "c", "name": "apply_patch"}, "input[1].input"),
+        ({"type": "function_call_output", "output": "x"}, "input[1].call_id"),
+    ],
+)
+def test_items_missing_what_a_rule_reads_are_named(item, param):
+    with pytest.raises(ClientRequestError) as e:
+        clean(_request(USER, item))
+    assert e.value.param == param
+
+
+def test_a_reasoning_field_that_is_not_an_object_is_left_out():
+    body, _ = clean(_request(USER, reasoning="high"))
+    assert "reasoning" not in body
+
+
+def test_a_family_without_a_row_gets_the_plain_subset():
+    from mitmrelay.core.responses_wire import rules_for
+
+    assert rules_for("mistral") is RULES["generic"] and rules_for("kimi") is RULES["kimi"]

@@ -859,3 +859,140 @@ def test_namespaced_origins_are_found_by_their_flat_key_on_long_names():
     )
     out = run(stream_for(Turn([Call("t", "{}", namespace=ns)]), "kimi"), "kimi", ctx=ctx)
     assert (_output(out)[0]["name"], _output(out)[0]["namespace"]) == ("t", ns)
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+def _sse(*evs: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in evs)
+
+
+def test_a_last_event_without_its_blank_line_still_counts():
+    raw = stream("generic", "text").rstrip(b"\n")
+    assert types(run(raw, ctx=CTX))[-1] == "response.completed"
+
+
+def test_an_oversized_event_fails_the_stream():
+    from mitmrelay.core.sse import SSEDecoder
+
+    n = normaliser(ctx=CTX)
+    n._decoder = SSEDecoder(max_event_bytes=64)
+    out = n.feed(stream("generic", "text"))
+    assert _final(out)["response"]["error"]["message"].startswith("upstream_event_too_large")
+
+
+def test_events_without_the_fields_they_need_are_ignored():
+    raw = _sse(
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"type": "message", "id": "m"},
+        },
+        {"type": "response.output_text.delta", "output_index": 0, "item_id": "m", "delta": ""},
+        {"type": "response.output_text.delta", "output_index": 0, "item_id": "m"},
+        {
+            "type": "response.output_text.delta",
+            "output_index": 7,
+            "item_id": "nobody",
+            "delta": "lost",
+        },
+        {"type": "response.output_item.done", "output_index": 0},
+        {
+            "type": "response.reasoning_text.delta",
+            "output_index": 0,
+            "delta": "not a reasoning item",
+        },
+        {"type": "response.function_call_arguments.done", "output_index": 0, "arguments": "{}"},
+        {"type": "response.function_call_arguments.delta", "output_index": 0, "delta": "{}"},
+        {"type": "response.output_text.delta", "item_id": "m", "delta": "found by id"},
+        {"type": "response.completed", "response": {"usage": "nonsense"}},
+    )
+    out = run(raw, ctx=CTX)
+    assert_lifecycle(events(out))
+    assert _output(out)[0]["content"][0]["text"] == "found by id"
+    assert _final(out)["response"]["usage"] is None
+
+
+def test_a_final_text_that_disagrees_with_its_deltas_wins():
+    raw = _sse(
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"type": "message", "id": "m"},
+        },
+        {"type": "response.output_text.delta", "output_index": 0, "item_id": "m", "delta": "Hex"},
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {"type": "message", "content": [{"type": "output_text", "text": "Hello"}]},
+        },
+        {"type": "response.completed", "response": {}},
+    )
+    out = run(raw, ctx=CTX)
+    assert _output(out)[0]["content"][0]["text"] == "Hello"
+    assert [e["delta"] for e in events(out) if e["type"] == "response.output_text.delta"] == ["Hex"]
+
+
+def test_an_incomplete_response_drops_a_call_that_never_got_a_name():
+    raw = _sse(
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"type": "function_call", "id": "f", "call_id": "c"},
+        },
+        {
+            "type": "response.incomplete",
+            "response": {"incomplete_details": {"reason": "max_output_tokens"}},
+        },
+    )
+    out = run(raw, ctx=CTX)
+    assert _final(out)["type"] == "response.incomplete" and _output(out) == []
+
+
+def test_a_freeform_call_whose_arguments_are_not_an_object_or_string_fails():
+    out = run(stream_for(Turn([Call("apply_patch", "[1, 2]")]), "generic"), ctx=CTX)
+    assert _final(out)["response"]["error"]["message"].startswith("invalid_tool_call")
+
+
+def test_an_error_event_may_carry_its_error_nested():
+    out = run(
+        _sse(
+            {
+                "type": "error",
+                "error": {"code": "rate_limit_exceeded", "message": "Please try again in 3s."},
+            }
+        ),
+        ctx=CTX,
+    )
+    assert _final(out)["response"]["error"]["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize(("mode", "shown"), [("hidden", []), ("raw", ["Thi", "nk"])])
+def test_reasoning_completed_by_its_done_item_is_shown_only_where_it_streams(mode, shown):
+    raw = _sse(
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {"type": "reasoning", "id": "r"},
+        },
+        {
+            "type": "response.reasoning_text.delta",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "Thi",
+        },
+        {
+            "type": "response.output_item.done",
+            "output_index": 0,
+            "item": {
+                "type": "reasoning",
+                "id": "r",
+                "content": [{"type": "reasoning_text", "text": "Think"}],
+            },
+        },
+        {"type": "response.completed", "response": {}},
+    )
+    out = run(raw, ctx=CTX, reasoning_mode=mode)
+    assert [e["delta"] for e in events(out) if e["type"].endswith(".delta")] == shown
+    assert _output(out)[0]["content"] == [{"type": "reasoning_text", "text": "Think"}]

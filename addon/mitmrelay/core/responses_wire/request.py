@@ -248,6 +248,8 @@ def _message(c: _Cleanup, item: Item) -> list[Item]:
 
 def _call_name(item: Mapping[str, Any]) -> tuple[str, str | None]:
     name, namespace = item.get("name"), item.get("namespace")
+    if not isinstance(item.get("call_id"), str):
+        raise _BadItem("call_id")
     if not isinstance(name, str) or not name:
         raise _BadItem("name")
     if namespace is not None and not isinstance(namespace, str):

@@ -356,7 +356,7 @@ class ResponsesNormaliser:
             self._close_message(item, up)
         elif type(item) is _Reasoning:
             self._close_reasoning(item, up)
-        elif type(item) is _Call:
+        else:  # only items of the three kinds are ever opened
             self._close_call(item, up, truncated)
 
     # ----------------------------------------------------------------- messages
@@ -433,10 +433,10 @@ class ResponsesNormaliser:
         text = "".join(item.text)
         if not final or final == text:
             return text
-        if final.startswith(text) and self._summary is None and kind:
-            self._emit_delta(kind, item.item_id, item.index, final[len(text) :], extra, tail)
-        elif not final.startswith(text):
+        if not final.startswith(text):
             logger.debug("%s: final text differs from its deltas; the final one is kept", kind)
+        elif kind and self._summary is None:  # shown live: the client gets the rest too
+            self._emit_delta(kind, item.item_id, item.index, final[len(text) :], extra, tail)
         return final
 
     # ----------------------------------------------------------------- reasoning
@@ -736,8 +736,8 @@ class ResponsesNormaliser:
         self._finish_item(index, item)
 
     def _fail(self, reason: str, message: str) -> None:
-        if self.phase is Phase.DONE:
-            return
+        # Callers never reach here once a terminal event went out (``fail`` and ``_guarded``
+        # check first, and nothing raises after ``_end``): exactly one terminal event.
         self.phase = Phase.STREAMING
         code = reason if reason in WIRE_ERROR_CODES else "server_error"
         if code != reason and not message.startswith(reason):
