@@ -66,7 +66,28 @@ from .usage import normalised_usage
 
 logger = logging.getLogger(__name__)
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A delta event is written from one template (the hot path: no dict, no generic encoder):
+# the kind's constant head, the relay's sequence number, the item's constant ``where``, the
+# delta as a JSON string (the C string encoder behind ``json.dumps``), the kind's tail.
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_Delta = tuple[bytes, bytes]
+
+
+def _delta_kind(kind: str, tail: str = "") -> _Delta:
+    head = b'event: %s\ndata: {"type":"%s","sequence_number":' % (kind.encode(), kind.encode())
+    return head, tail.encode()
+
+
+TEXT_DELTA = _delta_kind("response.output_text.delta", ',"content_index":0,"logprobs":[]')
+SUMMARY_DELTA = _delta_kind("response.reasoning_summary_text.delta", ',"summary_index":0')
+RAW_REASONING_DELTA = _delta_kind("response.reasoning_text.delta", ',"content_index":0')
+ARGUMENTS_DELTA = _delta_kind("response.function_call_arguments.delta")
+INPUT_DELTA = _delta_kind("response.custom_tool_call_input.delta")
+_REASONING_DELTAS: dict[str, _Delta | None] = {
+    "summary": SUMMARY_DELTA,
+    "raw": RAW_REASONING_DELTA,
+    "hidden": None,
+}
 
 
 class _Failure(Exception):
@@ -85,14 +106,19 @@ class _Stage(enum.Enum):
 class _Item:
     """One upstream output item and what the client has seen of it."""
 
-    __slots__ = ("index", "item_id", "stage", "text", "upstream")
+    __slots__ = ("index", "item_id", "stage", "text", "upstream", "where")
 
     def __init__(self, upstream: Mapping[str, Any]) -> None:
         self.upstream = upstream  # the item of output_item.added
         self.stage = _Stage.PENDING
         self.index = -1  # the client's output_index once announced
         self.item_id = ""
+        self.where = b""  # ',"item_id":…,"output_index":…' of its delta events
         self.text: list[str] = []
+
+    def announce(self, item_id: str, index: int) -> None:
+        self.item_id, self.index, self.stage = item_id, index, _Stage.OPEN
+        self.where = b',"item_id":"%s","output_index":%d' % (item_id.encode(), index)
 
 
 class _Message(_Item):
@@ -109,18 +135,37 @@ class _Reasoning(_Item):
 
 
 class _Call(_Item):
-    __slots__ = ("arguments", "call_id", "custom", "decoder", "emitted", "final", "name", "origin")
+    __slots__ = (
+        "call_id",
+        "custom",
+        "decoded",
+        "decoder",
+        "emitted",
+        "final",
+        "name",
+        "origin",
+        "streamed",
+    )
 
     def __init__(self, upstream: Mapping[str, Any]) -> None:
         super().__init__(upstream)
         self.custom = upstream.get("type") == "custom_tool_call"  # the provider's own freeform
         self.name = upstream.get("name") if isinstance(upstream.get("name"), str) else ""
         self.call_id = ""
-        self.arguments = ""  # arguments (or a native custom call's input) received so far
+        # Arguments (or a native custom call's input) received so far, as pieces: joined only
+        # when needed, so a long call costs linear time. The freeform decoder reads the whole
+        # prefix on every piece (core/freeform_input.py's contract): it gets ``decoded``, the
+        # same text kept as one string, quadratic in the call's length as on the Chat wire.
+        self.streamed: list[str] = []
+        self.decoded = ""
         self.final: str | None = None  # from a *.done event, authoritative
         self.origin: Any = None  # the client's ToolOrigin, when the relay renamed the tool
         self.decoder: FreeformInputDecoder | None = None
-        self.emitted = ""  # freeform input already sent as deltas
+        self.emitted: list[str] = []  # freeform input already sent as deltas
+
+    @property
+    def arguments(self) -> str:
+        return "".join(self.streamed)
 
 
 _ITEM_KINDS: dict[str, type[_Item]] = {
@@ -218,7 +263,7 @@ class ResponsesNormaliser:
         """Provider bytes in, client SSE bytes out (``b""`` when nothing is complete)."""
         if self.phase is Phase.DONE or not data:
             return b""
-        return self._guarded(lambda: self._events(self._decoder.feed(data)))
+        return self._guarded(self._feed_events, data)
 
     def finish(self) -> bytes:
         """The provider's body ended: whatever has no terminal event yet is failed."""
@@ -258,10 +303,10 @@ class ResponsesNormaliser:
 
     # ----------------------------------------------------------------- dispatch
 
-    def _guarded(self, step: Callable[[], None]) -> bytes:
+    def _guarded(self, step: Callable[..., None], *args: Any) -> bytes:
         try:
             self._start()
-            step()
+            step(*args)
         except _Failure as f:
             self._fail(f.code, f.message)
         except RelayError as e:
@@ -270,6 +315,9 @@ class ResponsesNormaliser:
             logger.exception("Responses stream normalisation failed")
             self._fail("relay_internal_error", f"relay failed to normalise the stream: {e!r}")
         return self._drain()
+
+    def _feed_events(self, data: bytes) -> None:
+        self._events(self._decoder.feed(data))
 
     def _events(self, events: list[Any]) -> None:
         for event in events:
@@ -365,7 +413,7 @@ class ResponsesNormaliser:
         m.stage = _Stage.OPEN
         if self._summary is not None:
             return  # rule 6: gathered, not shown
-        m.item_id, m.index = self._new_id("msg"), self._take_index()
+        m.announce(self._new_id("msg"), self._take_index())
         self._emit(
             {
                 "type": "response.output_item.added",
@@ -389,23 +437,14 @@ class ResponsesNormaliser:
             return
         m.text.append(delta)
         if self._summary is None:
-            self._emit_delta(
-                "response.output_text.delta",
-                m.item_id,
-                m.index,
-                delta,
-                ',"content_index":0',
-                ',"logprobs":[]',
-            )
+            self._emit_delta(TEXT_DELTA, m, delta)
 
     def _close_message(self, m: _Message, up: Mapping[str, Any] | None) -> None:
         parts = [p for p in (up or {}).get("content") or () if isinstance(p, Mapping)]
         final = (
             "".join(p["text"] for p in parts if isinstance(p.get("text"), str)) if parts else None
         )
-        text = self._settle(
-            m, final, "response.output_text.delta", ',"content_index":0', ',"logprobs":[]'
-        )
+        text = self._settle(m, final, TEXT_DELTA)
         m.stage = _Stage.DONE
         if self._summary is not None:
             self._summary.append(text)
@@ -427,23 +466,23 @@ class ResponsesNormaliser:
         }
         self._finish_item(m.index, item)
 
-    def _settle(self, item: _Item, final: str | None, kind: str, extra: str, tail: str = "") -> str:
+    def _settle(self, item: _Item, final: str | None, kind: _Delta | None) -> str:
         """The item's whole text: the provider's final text when it gave one (authoritative),
         its missing end sent as one more delta when the deltas were a prefix of it."""
         text = "".join(item.text)
         if not final or final == text:
             return text
         if not final.startswith(text):
-            logger.debug("%s: final text differs from its deltas; the final one is kept", kind)
-        elif kind and self._summary is None:  # shown live: the client gets the rest too
-            self._emit_delta(kind, item.item_id, item.index, final[len(text) :], extra, tail)
+            logger.debug("item %s: its final text differs from its deltas; kept", item.item_id)
+        elif kind is not None and self._summary is None:  # shown live: the rest follows
+            self._emit_delta(kind, item, final[len(text) :])
         return final
 
     # ----------------------------------------------------------------- reasoning
 
     def _open_reasoning(self, r: _Reasoning) -> None:
         r.stage = _Stage.OPEN
-        r.item_id, r.index = self._new_id("rs"), self._take_index()
+        r.announce(self._new_id("rs"), self._take_index())
         item: dict[str, Any] = {"id": r.item_id, "type": "reasoning", "summary": []}
         if self._mode == "raw":
             item["content"] = []
@@ -476,26 +515,13 @@ class ResponsesNormaliser:
 
     def _reasoning_piece(self, r: _Reasoning, text: str) -> None:
         r.text.append(text)
-        if self._mode == "summary":
-            self._emit_delta(
-                "response.reasoning_summary_text.delta",
-                r.item_id,
-                r.index,
-                text,
-                ',"summary_index":0',
-            )
-        elif self._mode == "raw":
-            self._emit_delta(
-                "response.reasoning_text.delta", r.item_id, r.index, text, ',"content_index":0'
-            )
+        kind = _REASONING_DELTAS[self._mode]
+        if kind is not None:
+            self._emit_delta(kind, r, text)
 
     def _close_reasoning(self, r: _Reasoning, up: Mapping[str, Any] | None) -> None:
         final, record = native_record(up if up is not None else r.upstream)
-        kind, extra = {
-            "summary": ("response.reasoning_summary_text.delta", ',"summary_index":0'),
-            "raw": ("response.reasoning_text.delta", ',"content_index":0'),
-        }.get(self._mode, ("", ""))
-        text = self._settle(r, final, kind, extra)
+        text = self._settle(r, final, _REASONING_DELTAS[self._mode])
         r.stage = _Stage.DONE
         base = {"item_id": r.item_id, "output_index": r.index}
         item: dict[str, Any] = {"id": r.item_id, "type": "reasoning", "summary": []}
@@ -541,33 +567,33 @@ class ResponsesNormaliser:
     def _open_call(self, call: _Call) -> None:
         up = call.upstream
         namespace = up.get("namespace") if isinstance(up.get("namespace"), str) else None
-        key = upstream_name(call.name, namespace, max_len=self._rules.max_tool_name_len)
-        origin = call.origin = self._ctx.tools.get(key if namespace else call.name)
+        if namespace:  # the provider took the namespace (Kimi): the relay's key for the pair
+            key = upstream_name(call.name, namespace, max_len=self._rules.max_tool_name_len)
+        else:
+            key = call.name
+        origin = call.origin = self._ctx.tools.get(key)
         call_id = up.get("call_id")
         call.call_id = call_id if isinstance(call_id, str) and call_id else self._new_id("call")
-        call.stage, call.index = _Stage.OPEN, self._take_index()
-        name = origin.name if origin is not None else call.name
-        if origin is not None and origin.namespace:
-            namespace = origin.namespace
-        if call.custom or (origin is not None and origin.freeform):
-            call.item_id = self._new_id("ctc")
+        freeform = call.custom or (origin is not None and origin.freeform)
+        call.announce(self._new_id("ctc" if freeform else "fc"), self._take_index())
+        if freeform:
             if not call.custom:
                 call.decoder = FreeformInputDecoder(origin.input_param)
-            item = {"type": "custom_tool_call", "input": ""}
+            item: dict[str, Any] = {"type": "custom_tool_call", "input": ""}
         else:
-            call.item_id = self._new_id("fc")
             item = {"type": "function_call", "arguments": ""}
         item = {
             "id": call.item_id,
             **item,
             "status": "in_progress",
             "call_id": call.call_id,
-            "name": name,
+            "name": origin.name if origin is not None else call.name,
         }
+        namespace = origin.namespace if origin is not None and origin.namespace else namespace
         if namespace:
             item["namespace"] = namespace
         self._emit({"type": "response.output_item.added", "output_index": call.index, "item": item})
-        if call.arguments:  # arrived while the call waited for its name
+        if call.streamed:  # arrived while the call waited for its name
             self._call_progress(call, call.arguments)
 
     def _on_args_delta(self, event: Mapping[str, Any]) -> None:
@@ -575,7 +601,7 @@ class ResponsesNormaliser:
         delta = event.get("delta")
         if call is None or not isinstance(delta, str) or not delta:
             return
-        call.arguments += delta
+        call.streamed.append(delta)
         if call.stage is _Stage.OPEN:
             self._call_progress(call, delta)
 
@@ -587,20 +613,13 @@ class ResponsesNormaliser:
 
     def _call_progress(self, call: _Call, delta: str) -> None:
         if call.decoder is not None:
-            piece = call.decoder.feed(call.arguments)
+            call.decoded += delta
+            piece = call.decoder.feed(call.decoded)
             if piece:
-                call.emitted += piece
-                self._emit_delta(
-                    "response.custom_tool_call_input.delta", call.item_id, call.index, piece
-                )
-        elif call.custom:
-            self._emit_delta(
-                "response.custom_tool_call_input.delta", call.item_id, call.index, delta
-            )
+                call.emitted.append(piece)
+                self._emit_delta(INPUT_DELTA, call, piece)
         else:
-            self._emit_delta(
-                "response.function_call_arguments.delta", call.item_id, call.index, delta
-            )
+            self._emit_delta(INPUT_DELTA if call.custom else ARGUMENTS_DELTA, call, delta)
 
     def _close_call(self, call: _Call, up: Mapping[str, Any] | None, truncated: bool) -> None:
         if call.stage is _Stage.PENDING:
@@ -651,11 +670,10 @@ class ResponsesNormaliser:
                 f"{self._upstream} called freeform tool {call.origin.name!r} without a string "
                 f"{param!r} argument",
             )
-        if text.startswith(call.emitted) and text != call.emitted:
-            rest = text[len(call.emitted) :]
-            self._emit_delta(
-                "response.custom_tool_call_input.delta", call.item_id, call.index, rest
-            )
+        emitted = "".join(call.emitted)
+        if text.startswith(emitted) and text != emitted:
+            rest = text[len(emitted) :]
+            self._emit_delta(INPUT_DELTA, call, rest)
         self._finish_custom(call, text)
 
     def _finish_custom(self, call: _Call, text: str) -> None:
@@ -770,23 +788,11 @@ class ResponsesNormaliser:
         self._seq += 1
         self._out.append(encode_event(event))
 
-    def _emit_delta(
-        self, kind: str, item_id: str, index: int, delta: str, extra: str = "", tail: str = ""
-    ) -> None:
-        # The hot path: one template instead of a dict and a generic encode per delta.
+    def _emit_delta(self, kind: _Delta, item: _Item, delta: str) -> None:
+        head, tail = kind
         self._out.append(
-            b'event: %s\ndata: {"type":"%s","sequence_number":%d,"item_id":"%s",'
-            b'"output_index":%d%s,"delta":%s%s}\n\n'
-            % (
-                kind.encode(),
-                kind.encode(),
-                self._seq,
-                item_id.encode(),
-                index,
-                extra.encode(),
-                _dumps(delta).encode(),
-                tail.encode(),
-            )
+            b'%s%d%s,"delta":%s%s}\n\n'
+            % (head, self._seq, item.where, _quote(delta).encode(), tail)
         )
         self._seq += 1
 
