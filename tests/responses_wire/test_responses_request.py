@@ -738,3 +738,11 @@ def test_a_family_without_a_row_gets_the_plain_subset():
     from mitmrelay.core.responses_wire import rules_for
 
     assert rules_for("mistral") is RULES["generic"] and rules_for("kimi") is RULES["kimi"]
+
+
+def test_a_string_input_joined_by_history_becomes_items():
+    body, _ = clean({"model": "m", "input": "and?", "previous_response_id": "r"}, history=[USER])
+    assert body["input"] == [
+        USER,
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "and?"}]},
+    ]

@@ -124,6 +124,7 @@ class _Cleanup:
     images: dict[str, list[Item]] = field(default_factory=dict)  # call_id -> image parts
     dropped: set[str] = field(default_factory=set)
     compaction: bool = False
+    joined: bool = False  # history or a prompt came to join the client's own input
 
     def drop(self, what: str) -> None:
         """One DEBUG line per kind of thing left out of one request."""
@@ -556,6 +557,44 @@ def _echo(req: Mapping[str, Any]) -> dict[str, Any]:
     return echo
 
 
+def _all_tools(c: _Cleanup, req: Mapping[str, Any], items: Sequence[Any]) -> list[Item]:
+    """Rule 1: every tool cleaned before any item, ``additional_tools`` items' too (lifted to
+    the top level unless the row takes the item)."""
+    tools = _clean_tools(c, req.get("tools") or [])
+    for item in items:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            cleaned = _clean_tools(c, item.get("tools") or [])
+            c.extra_tools[id(item)] = cleaned
+            if "additional_tools" not in c.rules.item_types:
+                tools += cleaned
+    return tools
+
+
+def _body(
+    c: _Cleanup, req: Mapping[str, Any], items: list[Item], tools: list[Item], model: str
+) -> dict[str, Any]:
+    """The provider's request around the cleaned items and tools (rule 6). A plain string
+    input stays one (every server takes it) when nothing came to join it."""
+    instructions = req.get("instructions")
+    if not isinstance(instructions, str) or not instructions:
+        instructions = None
+    elif not c.rules.instructions_field:
+        items.insert(0, {"type": "message", "role": "system", "content": instructions})
+        instructions = None
+    if not items:
+        raise ClientRequestError("the request has no input the provider can read", param="input")
+    out: dict[str, Any] = {"model": model}
+    if instructions is not None:
+        out["instructions"] = instructions
+    raw_input = req.get("input")
+    alone = len(items) == 1 and not c.joined
+    out["input"] = raw_input if isinstance(raw_input, str) and alone else items
+    if tools:  # "tools": [] is refused by several servers (docs/providers.md §1.5)
+        out["tools"] = tools
+    out.update(_fields(c, req, tools))
+    return out
+
+
 def clean_request(
     body: bytes | str,
     rules: ResponsesRules,
@@ -583,32 +622,13 @@ def clean_request(
     c = _Cleanup(rules, origin, carrier, NameTable(rules.max_tool_name_len))
     raw_input = req.get("input", [])
     items = [_user_text(raw_input)] if isinstance(raw_input, str) else raw_input
-    extra = [i for i in items if isinstance(i, dict) and i.get("type") == "additional_tools"]
-    tools = _clean_tools(c, req.get("tools") or [])
-    for item in extra:  # rule 1: every tool before any item
-        cleaned = _clean_tools(c, item.get("tools") or [])
-        c.extra_tools[id(item)] = cleaned
-        if "additional_tools" not in rules.item_types:
-            tools += cleaned
+    tools = _all_tools(c, req, items)
     past = list(history or ())
-    cleaned_items = _paired(c, _clean_items(c, [*past, *items], len(past)))
-    instructions = req.get("instructions")
-    if isinstance(instructions, str) and instructions and not rules.instructions_field:
-        system = {"type": "message", "role": "system", "content": instructions}
-        cleaned_items.insert(0, system)
+    cleaned = _paired(c, _clean_items(c, [*past, *items], len(past)))
     if c.compaction:  # rule 8
-        cleaned_items.append(_user_text(COMPACTION_PROMPT))
+        cleaned.append(_user_text(COMPACTION_PROMPT))
         tools = []
-    if not cleaned_items:
-        raise ClientRequestError("the request has no input the provider can read", param="input")
-    out: dict[str, Any] = {"model": upstream_model}
-    if isinstance(instructions, str) and instructions and rules.instructions_field:
-        out["instructions"] = instructions
-    use_string = isinstance(raw_input, str) and not past and len(cleaned_items) == 1
-    out["input"] = raw_input if use_string else cleaned_items
-    if tools:  # "tools": [] is refused by several servers (docs/providers.md §1.5)
-        out["tools"] = tools
-    out.update(_fields(c, req, tools))
+    c.joined = bool(past) or c.compaction
     context = TranslationContext(
         client_model=req["model"],
         upstream_model=upstream_model,
@@ -617,4 +637,4 @@ def clean_request(
         stream=bool(req.get("stream")),
         compaction=c.compaction,
     )
-    return out, context
+    return _body(c, req, cleaned, tools, upstream_model), context

@@ -49,6 +49,7 @@ import enum
 import json
 import logging
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from mitmrelay.core.context import TranslationContext
@@ -69,7 +70,7 @@ logger = logging.getLogger(__name__)
 # A delta event is written from one template (the hot path: no dict, no generic encoder):
 # the kind's constant head, the relay's sequence number, the item's constant ``where``, the
 # delta as a JSON string (the C string encoder behind ``json.dumps``), the kind's tail.
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = encode_basestring
 _Delta = tuple[bytes, bytes]
 
 
