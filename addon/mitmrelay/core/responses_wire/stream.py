@@ -450,11 +450,9 @@ class ResponsesNormaliser:
         if self._summary is not None:
             self._summary.append(text)
             return
+        # The provider's annotations are not passed on: Codex does not read them, and a shape
+        # its parser refuses would drop the whole item silently (docs/codex-contract.md §7.2).
         part = _output_text(text)
-        annotations = [
-            a for p in parts for a in p.get("annotations") or () if isinstance(a, Mapping)
-        ]
-        part["annotations"] = annotations
         base = {"item_id": m.item_id, "output_index": m.index, "content_index": 0}
         self._emit({"type": "response.output_text.done", **base, "text": text, "logprobs": []})
         self._emit({"type": "response.content_part.done", **base, "part": part})
