@@ -49,7 +49,7 @@ import enum
 import json
 import logging
 from collections.abc import Callable, Mapping
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from mitmrelay.core.context import TranslationContext
@@ -340,7 +340,7 @@ class ResponsesNormaliser:
             ) from None
         if not isinstance(event, dict):
             raise _Failure("upstream_invalid_json", f"{self._upstream} sent a non-object event")
-        handler = _EVENTS.get(event.get("type"))  # type: ignore[arg-type]
+        handler = _EVENTS.get(event.get("type"))
         if handler is not None:
             handler(self, event)
 
@@ -365,7 +365,7 @@ class ResponsesNormaliser:
         up = event.get("item")
         if not isinstance(up, Mapping):
             return
-        kind = _ITEM_KINDS.get(up.get("type"), _Item)  # type: ignore[arg-type]
+        kind = _ITEM_KINDS.get(up.get("type"), _Item)
         item = kind(up)
         self._items.append(item)
         if isinstance(event.get("output_index"), int):
@@ -390,10 +390,11 @@ class ResponsesNormaliser:
         up = event.get("item")
         if not isinstance(up, Mapping):
             return
-        item = self._item_for(event, _ITEM_KINDS.get(up.get("type"), _Item))  # type: ignore[arg-type]
+        kind = _ITEM_KINDS.get(up.get("type"), _Item)
+        item = self._item_for(event, kind)
         if item is None:  # a done without its added: announce it first
             self._on_added(event)
-            item = self._item_for(event, _ITEM_KINDS.get(up.get("type"), _Item))  # type: ignore[arg-type]
+            item = self._item_for(event, kind)
             if item is None:
                 return
         # An item cut by the token limit comes back "incomplete" (OpenAI's item status): it is
