@@ -746,3 +746,24 @@ def test_a_string_input_joined_by_history_becomes_items():
         USER,
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "and?"}]},
     ]
+
+
+# ----------------------------------------------------------------------------- vision
+
+
+@pytest.mark.parametrize("family", ["deepseek", "kimi"])
+def test_a_model_without_vision_gets_a_note_where_each_image_was(family):
+    from mitmrelay.core.responses_wire.request import IMAGE_OMITTED
+
+    body, _ = clean("08-image-input.request.json", family, vision=False)
+    sent = json.dumps(body)
+    assert "input_image" not in sent and "data:image" not in sent
+    assert IMAGE_OMITTED in sent
+    body, _ = clean("09-function_call_output-with-image.request.json", family, vision=False)
+    assert "data:image" not in json.dumps(body)
+    assert IMAGE_OMITTED in json.dumps(_items(body)[-1])  # the tool output itself
+
+
+def test_a_model_with_vision_gets_the_images():
+    body, _ = clean("08-image-input.request.json", "kimi")
+    assert "data:image" in json.dumps(body)

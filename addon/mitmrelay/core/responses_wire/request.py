@@ -26,7 +26,8 @@ Rules (each cites the fact it rests on; the switches are ``ResponsesRules`` rows
    them; until it is wired in, ``_tool_search`` leaves them out, one DEBUG line each.
 3. Items the row does not take: custom calls and outputs become function calls and outputs
    (arguments ``{"input": <raw text>}``); namespaced calls get their flat name; compaction
-   items and hosted or unknown items are dropped, one DEBUG line per kind.
+   items and hosted or unknown items are dropped, one DEBUG line per kind. For a model without
+   vision each image (in a message or a tool output) becomes a short note, as on the Chat wire.
 4. Reasoning items (reasoning_items.py): a blob the relay sealed for *this* provider opens into
    the provider's own item; any other reasoning (another provider's sealed blob, OpenAI's
    ``gAAAA…``, plain text) goes on as its readable text alone, in the row's form. A foreign
@@ -69,6 +70,10 @@ from .rules import ResponsesRules
 logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
+
+# What a model without vision gets where an image was: the Chat wire's note (core/request.py,
+# its rule 8), so a thread reads the same on either wire. Never sent, never a failure.
+IMAGE_OMITTED = "(an image was attached here; this model cannot see images, so it was left out)"
 
 # Codex-internal bookkeeping on items of its built-in provider (docs/codex-contract.md §5,
 # "ignore it"); strict schemas reject unknown keys, so it never goes upstream.
@@ -123,6 +128,7 @@ class _Cleanup:
     extra_tools: dict[int, list[Item]] = field(default_factory=dict)  # id(item) -> tools
     images: dict[str, list[Item]] = field(default_factory=dict)  # call_id -> image parts
     dropped: set[str] = field(default_factory=set)
+    vision: bool = True
     compaction: bool = False
     joined: bool = False  # history or a prompt came to join the client's own input
 
@@ -242,9 +248,22 @@ _TOOL_RULES: dict[str, Callable[[_Cleanup, Item, _Scope], list[Item]]] = {
 
 
 def _message(c: _Cleanup, item: Item) -> list[Item]:
-    if _CODEX_ONLY_KEYS.isdisjoint(item):
-        return [item]
-    return [{k: v for k, v in item.items() if k not in _CODEX_ONLY_KEYS}]
+    if not _CODEX_ONLY_KEYS.isdisjoint(item):
+        item = {k: v for k, v in item.items() if k not in _CODEX_ONLY_KEYS}
+    content = item.get("content")
+    if not c.vision and isinstance(content, list) and _has_image(content):
+        item = {**item, "content": _images_noted(content)}
+    return [item]
+
+
+def _has_image(parts: list[Any]) -> bool:
+    return any(isinstance(p, Mapping) and p.get("type") == "input_image" for p in parts)
+
+
+def _images_noted(parts: list[Any]) -> list[Any]:
+    """Rule 3's vision case: each image part replaced by the note, in place."""
+    note = {"type": "input_text", "text": IMAGE_OMITTED}
+    return [note if isinstance(p, Mapping) and p.get("type") == "input_image" else p for p in parts]
 
 
 def _call_name(item: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -301,6 +320,9 @@ def _call_output(c: _Cleanup, item: Item) -> list[Item]:
             "output": item.get("output"),
         }
     output = item.get("output")
+    if not c.vision and isinstance(output, list) and _has_image(output):
+        output = _images_noted(output)
+        item = {**item, "output": output}
     if isinstance(output, list) and not c.rules.tool_output_parts:
         texts = [
             p["text"] for p in output if isinstance(p, Mapping) and isinstance(p.get("text"), str)
@@ -603,12 +625,14 @@ def clean_request(
     origin: str,
     carrier: ReasoningCarrier | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
+    vision: bool = True,
 ) -> tuple[dict[str, Any], TranslationContext]:
     """The request for the provider (a JSON-ready dict) and the context for its answer.
 
     ``origin`` names the provider (the route's provider name): reasoning it made goes back to
     it alone. ``history`` is the conversation a ``previous_response_id`` stands for (the
-    caller's state store); it is required when the request carries one. Raises
+    caller's state store); it is required when the request carries one. ``vision`` says
+    whether the routed model sees images: without it each image becomes a short note. Raises
     ``ClientRequestError`` for a request that cannot be sent (not JSON, no model, an item
     without a field a rule reads, tool names that collide, nothing readable left).
     """
@@ -619,7 +643,7 @@ def clean_request(
             code="previous_response_not_found",
             param="previous_response_id",
         )
-    c = _Cleanup(rules, origin, carrier, NameTable(rules.max_tool_name_len))
+    c = _Cleanup(rules, origin, carrier, NameTable(rules.max_tool_name_len), vision=vision)
     raw_input = req.get("input", [])
     items = [_user_text(raw_input)] if isinstance(raw_input, str) else raw_input
     tools = _all_tools(c, req, items)
