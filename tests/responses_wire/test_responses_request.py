@@ -767,3 +767,21 @@ def test_a_model_without_vision_gets_a_note_where_each_image_was(family):
 def test_a_model_with_vision_gets_the_images():
     body, _ = clean("08-image-input.request.json", "kimi")
     assert "data:image" in json.dumps(body)
+
+
+def test_text_between_a_turns_reasoning_and_its_calls_needs_no_placeholder():
+    plain = _reasoning(content=[{"type": "reasoning_text", "text": "why"}])
+    said = {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "Let me look."}],
+    }
+    body, _ = clean(_request(USER, plain, said, CALL, OUTPUT), "deepseek")
+    assert _types(body) == [
+        "message",
+        "reasoning",
+        "message",
+        "function_call",
+        "function_call_output",
+    ]
+    assert FakeResponses("deepseek").validate(body) is None

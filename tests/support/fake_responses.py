@@ -586,8 +586,8 @@ def thinking_rule(refuse: Rejection) -> Check:
             elif kind == "function_call":
                 if not reasoned:
                     return refuse
-            elif kind in ("message", "function_call_output"):
-                reasoned = False if kind == "message" else reasoned
+            elif kind == "function_call_output" or item.get("role") != "assistant":
+                reasoned = False  # a new user turn, or the model's next response
         return None
 
     return check

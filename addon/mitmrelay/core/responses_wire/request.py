@@ -467,7 +467,11 @@ def _step(c: _Cleanup, turn: _Turn, item: Item, out: list[Item]) -> None:
         turn.in_outputs = True
         out.append(item)
         return
-    if turn.in_outputs or (kind not in _CALLS and kind != "reasoning"):
+    # A model's response is its reasoning, text and calls; its outputs, or any other message,
+    # end it (DeepSeek reads a reasoning item with the text and calls after it: vercel/ai
+    # convert-to-deepseek-responses-input.ts).
+    own = kind in _CALLS or kind == "reasoning" or item.get("role") == "assistant"
+    if turn.in_outputs or not own:
         _close_turn(turn, out)
     if kind == "reasoning":
         turn.reasoned = True
