@@ -523,37 +523,13 @@ class ResponsesNormaliser:
         final, record = native_record(up if up is not None else r.upstream)
         text = self._settle(r, final, _REASONING_DELTAS[self._mode])
         r.stage = _Stage.DONE
-        base = {"item_id": r.item_id, "output_index": r.index}
         item: dict[str, Any] = {"id": r.item_id, "type": "reasoning", "summary": []}
         if self._mode == "summary":
-            part = {"type": "summary_text", "text": text}
-            self._emit(
-                {
-                    "type": "response.reasoning_summary_text.done",
-                    **base,
-                    "summary_index": 0,
-                    "text": text,
-                }
-            )
-            self._emit(
-                {
-                    "type": "response.reasoning_summary_part.done",
-                    **base,
-                    "summary_index": 0,
-                    "part": part,
-                }
-            )
-            item["summary"] = [part]
+            item["summary"] = [self._summary_done(r, text)]
         else:
             if self._mode == "raw":
-                self._emit(
-                    {
-                        "type": "response.reasoning_text.done",
-                        **base,
-                        "content_index": 0,
-                        "text": text,
-                    }
-                )
+                base = {"item_id": r.item_id, "output_index": r.index, "content_index": 0}
+                self._emit({"type": "response.reasoning_text.done", **base, "text": text})
             # Hidden or raw: the text rides in the item, as on the Chat wire, so Codex replays
             # it (docs/codex-contract.md §7.3).
             item["content"] = [{"type": "reasoning_text", "text": text}]
@@ -561,6 +537,14 @@ class ResponsesNormaliser:
             payload = ReasoningPayload(text=text, origin=self._origin, item=record)
             item["encrypted_content"] = self._carrier.seal(payload)
         self._finish_item(r.index, item)
+
+    def _summary_done(self, r: _Reasoning, text: str) -> dict[str, str]:
+        """The summary part's done events; returns the part."""
+        part = {"type": "summary_text", "text": text}
+        base = {"item_id": r.item_id, "output_index": r.index, "summary_index": 0}
+        self._emit({"type": "response.reasoning_summary_text.done", **base, "text": text})
+        self._emit({"type": "response.reasoning_summary_part.done", **base, "part": part})
+        return part
 
     # ----------------------------------------------------------------- calls
 
@@ -621,18 +605,22 @@ class ResponsesNormaliser:
         else:
             self._emit_delta(INPUT_DELTA if call.custom else ARGUMENTS_DELTA, call, delta)
 
+    def _announce_late(self, call: _Call, up: Mapping[str, Any] | None, truncated: bool) -> bool:
+        """A call whose name comes only with its done item is announced then. False: it never
+        got a name, and the response was cut (rule 2)."""
+        name = (up or {}).get("name")
+        if not isinstance(name, str) or not name:
+            if truncated:
+                return False
+            raise _Failure("invalid_tool_call", f"{self._upstream} sent a tool call without a name")
+        call.name = name
+        call.upstream = {**call.upstream, **(up or {})}
+        self._open_call(call)
+        return True
+
     def _close_call(self, call: _Call, up: Mapping[str, Any] | None, truncated: bool) -> None:
-        if call.stage is _Stage.PENDING:
-            name = (up or {}).get("name")
-            if not isinstance(name, str) or not name:
-                if truncated:
-                    return
-                raise _Failure(
-                    "invalid_tool_call", f"{self._upstream} sent a tool call without a name"
-                )
-            call.name = name
-            call.upstream = {**call.upstream, **(up or {})}
-            self._open_call(call)
+        if call.stage is _Stage.PENDING and not self._announce_late(call, up, truncated):
+            return
         field_name = "input" if call.custom else "arguments"
         final = (up or {}).get(field_name)
         final = final if isinstance(final, str) else call.final
