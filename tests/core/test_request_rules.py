@@ -603,7 +603,7 @@ SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
         ({"reasoning": {"summary": "auto"}}, GENERIC, {}, ("reasoning_effort", "reasoning")),
         (
             {"reasoning": {"effort": "high"}},
-            replace(GENERIC, accepts_reasoning_effort=False),
+            replace(GENERIC, thinking=None),
             {},
             ("reasoning_effort",),
         ),
