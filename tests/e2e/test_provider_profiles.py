@@ -91,9 +91,12 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ses
     with contextlib.ExitStack() as stack:
         upstreams = {f: stack.enter_context(FakeUpstream(family=f, key=KEY)) for f in FAMILIES}
 
+        # mktemp is not thread-safe: the folders are made before the relays start together.
+        confdirs = {f: tmp_path_factory.mktemp(f"confdir-{f}") for f in FAMILIES}
+
         def start(family: str) -> MitmRelay:
             relay = MitmRelay(
-                tmp_path_factory.mktemp(f"confdir-{family}"),
+                confdirs[family],
                 upstreams[family].url,
                 key=KEY,
                 options={"relay_profile": family},
@@ -101,9 +104,17 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Ses
             return relay.__enter__()
 
         with ThreadPoolExecutor(len(FAMILIES)) as pool:
-            relays = dict(zip(FAMILIES, pool.map(start, FAMILIES), strict=True))
-        for relay in relays.values():
-            stack.callback(relay.stop)
+            started = {f: pool.submit(start, f) for f in FAMILIES}
+        relays: dict[str, MitmRelay] = {}
+        failures = []
+        for family, future in started.items():  # every relay that started is stopped
+            if future.exception() is None:
+                relays[family] = future.result()
+                stack.callback(relays[family].stop)
+            else:
+                failures.append(future.exception())
+        if failures:
+            raise failures[0]  # type: ignore[misc]
         out: dict[str, Session] = {}
         for family in FAMILIES:
             upstreams[family].brain = loop_brain(family)
