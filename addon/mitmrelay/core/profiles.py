@@ -207,15 +207,17 @@ GLM = Profile(
 QWEN = Profile(
     name="qwen",
     hosts=("dashscope.aliyuncs.com", "dashscope-intl.aliyuncs.com", "dashscope-us.aliyuncs.com"),
-    # DashScope: enable_thinking switches hybrid models; replayed reasoning_content is dropped
-    # silently unless preserve_thinking is set (help.aliyun.com model-studio deep-thinking;
-    # QwenLM/qwen-code#5637). It rejects reasoning_effort next to a thinking budget
+    # DashScope: enable_thinking switches hybrid models (help.aliyun.com model-studio
+    # deep-thinking). It rejects reasoning_effort next to a thinking budget
     # (QwenLM/qwen-code#8488), so no level is sent.
     thinking=Thinking(
         effort_field=None,
-        on=_frozen({"enable_thinking": True, "preserve_thinking": True}),
+        on=_frozen({"enable_thinking": True}),
         off=_frozen({"enable_thinking": False}),
     ),
+    # Replayed reasoning_content is dropped silently unless preserve_thinking is set; Qwen Code
+    # sends it on every DashScope request (QwenLM/qwen-code#5637), whatever the effort.
+    extra_body=_frozen({"preserve_thinking": True}),
     thought_signatures=False,
     vision=False,  # qwen3-coder and the text Qwen3 models; the -vl models are routed with vision
 )
