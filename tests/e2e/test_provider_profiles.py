@@ -13,11 +13,13 @@ family's field), Kimi's ids, Gemini's signatures, the usage Codex reports.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,8 @@ from support.codex import CodexHarness, CodexRun, codex_available
 from support.fake_upstream import FakeUpstream, Reply, text, tool_call
 from support.mitm import MitmRelay
 from support.strict_providers import FAMILIES, call_id
+
+from mitmrelay.core.request import IMAGE_OMITTED
 
 pytestmark = [
     pytest.mark.e2e,
@@ -35,6 +39,10 @@ pytestmark = [
 ]
 
 KEY = "sk-relay-profile-key"
+# A valid 1x1 PNG: Codex reads the file and sends it as a data URL.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
+)
 ROUNDS = 2
 # Families whose thinking text the relay shows Codex today. Mistral streams it as typed content
 # chunks the stream translator does not read yet; Gemini shows none (its signature carries it).
@@ -165,6 +173,31 @@ def test_tool_loop_with_reasoning_is_accepted_by_the_strict_fake(
     assert answered == sent_ids
 
 
+# What each family got for Codex's effort "medium" (the catalog's default level): its own
+# switch and level (core/profiles.py, docs/providers.md §2).
+SWITCHES: dict[str, dict[str, Any]] = {
+    "generic": {"reasoning_effort": "medium"},
+    "deepseek": {"thinking": {"type": "enabled"}, "reasoning_effort": "medium"},
+    "kimi": {"thinking": {"type": "enabled"}, "reasoning_effort": "medium"},
+    "glm": {"thinking": {"type": "enabled", "clear_thinking": False}, "tool_stream": True},
+    "qwen": {"enable_thinking": True, "preserve_thinking": True},
+    "openrouter": {"reasoning": {"effort": "medium"}},
+    "groq": {"reasoning_effort": "medium"},
+    "mistral": {"reasoning_effort": "high", "stream_options": None},
+    "gemini": {"reasoning_effort": "medium"},
+    "ollama": {"reasoning_effort": "medium"},
+    "vllm": {"reasoning_effort": "medium"},
+    "llamacpp": {"reasoning_effort": "medium"},
+    "lmstudio": {"reasoning_effort": "medium"},
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_got_its_own_thinking_switch(sessions: dict[str, Session], family: str) -> None:
+    first = sessions[family].upstream.chat_requests()[0]
+    assert {k: first.get(k) for k in SWITCHES[family]} == SWITCHES[family]
+
+
 @pytest.mark.parametrize("family", sorted(SHOWS_REASONING))
 def test_codex_saw_the_reasoning(sessions: dict[str, Session], family: str) -> None:
     run = sessions[family].run
@@ -204,3 +237,25 @@ def test_codex_reports_the_usage_the_family_sent(sessions: dict[str, Session], f
 def test_the_relay_log_names_each_profile(sessions: dict[str, Session]) -> None:
     for family, session in sessions.items():
         assert f"profile {family}" in session.relay.text(), family
+
+
+def test_an_image_to_a_text_only_family_becomes_a_note(
+    sessions: dict[str, Session], tmp_path: Path
+) -> None:
+    """DeepSeek's chat models refuse image parts (its strict fake answers DeepSeek's 400): the
+    relay sends a note in the image's place and the turn goes on."""
+    session = sessions["deepseek"]
+    up = session.upstream
+    up.brain = None
+    up.enqueue(text("I cannot see images, but I read your question."))
+    before = len(up.chat_requests())
+    image = tmp_path / "red.png"
+    image.write_bytes(PNG)
+    run = session.codex.exec("What colour is this picture?", images=[image])
+    assert run.returncode == 0, run.describe()
+    assert run.last_message.strip() == "I cannot see images, but I read your question."
+    assert up.rejections == []
+    sent = up.chat_requests()[before]
+    messages = json.dumps(sent["messages"])
+    assert '"type": "image_url"' not in messages
+    assert IMAGE_OMITTED in messages
