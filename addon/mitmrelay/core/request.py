@@ -33,9 +33,10 @@ Rules (each cites the fact it rests on):
 6. The upstream model is an input; provider differences come from the ``Profile``
    (core/profiles.py), read as switches here, never as provider names.
 7. Tool-call ids go back in the form the provider accepts (``profile.tool_call_ids``): as they
-   are, or mapped deterministically and reversibly per request (Mistral's nine characters,
-   Kimi's ``functions.<name>:<n>``: docs/providers.md §2). A call and its tool message always
-   carry the same id.
+   are (ids an upstream invented are valid Responses call ids already), derived
+   deterministically from Codex's id (Mistral's nine characters), or restored (Kimi's own
+   ``functions.<name>:<n>``): docs/providers.md §2. A pure function of the id, so every turn and
+   every relay process agrees; a call and its tool message always carry the same id.
 8. A model without vision (``vision=False``) never gets an image: each becomes a short text note
    in its place, in user messages and in tool outputs alike (DeepSeek rejects an image part:
    docs/providers.md §2 DeepSeek). Never a failure.
