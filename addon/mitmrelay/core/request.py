@@ -499,7 +499,7 @@ _NINE_ALNUM = re.compile(r"[A-Za-z0-9]{9}")
 _KIMI_CLIENT_ID = re.compile(r"call_functions_(.+)_(\d+)")
 
 
-def _alnum9(call_id: str) -> str:
+def _alnum9(call_id: str, name: str) -> str:
     """Mistral's id form: nine characters [a-zA-Z0-9]. Ids already in that form (the ones
     Mistral invented) stay; any other id gets nine base-62 digits of its SHA-256, so the same
     Codex id maps to the same upstream id on every turn and across relay restarts."""
@@ -513,42 +513,46 @@ def _alnum9(call_id: str) -> str:
     return "".join(digits)
 
 
-def _kimi(call_id: str) -> str:
-    """Kimi's own ``functions.<name>:<n>`` id back from the client id the relay gave Codex; any
-    other id (a thread begun on another provider) is sent as it is."""
+def _kimi(call_id: str, name: str) -> str:
+    """Kimi's own ``functions.<name>:<n>`` id back from the client id the relay gave Codex. Only
+    when the id names the call's own function: the stream translator shortens ids over 64
+    characters, and such an id (or one from a thread begun on another provider) is sent as it
+    is rather than restored wrongly."""
     match = _KIMI_CLIENT_ID.fullmatch(call_id)
-    return f"functions.{match[1]}:{match[2]}" if match else call_id
+    return f"functions.{name}:{match[2]}" if match and match[1] == name else call_id
 
 
-_CALL_ID_FORMS: dict[str, Callable[[str], str] | None] = {
+IdForm = Callable[[str, str], str]  # (client call id, upstream function name) -> upstream id
+
+_CALL_ID_FORMS: dict[str, IdForm | None] = {
     "keep": None,
     "alnum9": _alnum9,
     "kimi": _kimi,
 }
 
 
-def _remap_call_ids(messages: list[dict[str, Any]], form: Callable[[str], str]) -> None:
-    """Rewrites every assistant tool-call id and tool message ``tool_call_id`` in place with
-    ``form``. Two different ids that would become one are a client error: the upstream could
-    not tell their outputs apart."""
-    seen: dict[str, str] = {}
+def _remap_call_ids(messages: list[dict[str, Any]], form: IdForm) -> None:
+    """Rewrites every assistant tool-call id with ``form`` and each tool message's
+    ``tool_call_id`` to its call's new id, in place (rule 3 put every call before its output).
+    Two different ids that would become one are a client error: the upstream could not tell
+    their outputs apart."""
+    upstream_of: dict[str, str] = {}  # client id -> upstream id
+    owner_of: dict[str, str] = {}  # upstream id -> client id
     for message in messages:
         for call in message.get("tool_calls") or ():
-            call["id"] = _mapped(call["id"], form, seen)
+            client = call["id"]
+            upstream = form(client, call["function"]["name"])
+            owner = owner_of.setdefault(upstream, client)
+            if owner != client:
+                raise ClientRequestError(
+                    f"tool call ids {owner!r} and {client!r} both become {upstream!r} for this "
+                    "provider; the upstream could not tell them apart",
+                    param="input",
+                )
+            call["id"] = upstream_of[client] = upstream
         if message["role"] == "tool":
-            message["tool_call_id"] = _mapped(message["tool_call_id"], form, seen)
-
-
-def _mapped(call_id: str, form: Callable[[str], str], seen: dict[str, str]) -> str:
-    upstream = form(call_id)
-    owner = seen.setdefault(upstream, call_id)
-    if owner != call_id:
-        raise ClientRequestError(
-            f"tool call ids {owner!r} and {call_id!r} both become {upstream!r} for this "
-            "provider; the upstream could not tell them apart",
-            param="input",
-        )
-    return upstream
+            client = message["tool_call_id"]
+            message["tool_call_id"] = upstream_of.get(client, client)
 
 
 # ----------------------------------------------------------------------------- tools
