@@ -157,7 +157,8 @@ DEEPSEEK = Profile(
     # The chat models take text parts only: an image_url part is a 400 "unknown variant
     # `image_url`, expected `text`" (esengine/DeepSeek-Reasonix#7859).
     vision=False,
-    # A strict deserializer: only what its API reference lists (OpenAI's core fields).
+    # Thought signatures are Gemini's (§1.2); a thread that switched models carries them, and
+    # only the generic, OpenRouter and Gemini rows (which may front Gemini) send them on.
     thought_signatures=False,
 )
 
