@@ -34,6 +34,8 @@ def load_or_create_key(confdir: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        fd = None
+    if fd is None:  # read outside the except: a refusal carries no FileExistsError context
         return _read_key(path)
     key = os.urandom(KEY_BYTES)
     with os.fdopen(fd, "w") as f:  # O_EXCL: two relays starting together cannot both write

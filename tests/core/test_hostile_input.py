@@ -323,6 +323,7 @@ def test_a_key_file_open_to_other_users_is_refused_with_the_fix(tmp_path, mode):
         f"{path} is open to other users (mode {mode:04o}); it must be private to its owner: "
         f"run chmod 600 {path}"
     )
+    assert raised.value.__context__ is None  # one exception, whoever prints it
     os.chmod(path, 0o600)  # the fix it names works
     assert load_or_create_key(tmp_path) == key
 
