@@ -12,6 +12,9 @@ Two versions, every e2e case against each:
   (``scripts/demo``, ``scripts/screenshot``) gets it through ``MITMRELAY_CODEX_BIN``, which
   the fixture sets too. A test that needs one particular version passes ``version=``; a test
   meaningful for one version only is marked ``@pytest.mark.codex_versions("0.171.0")``.
+  Build harnesses in the test or in a function-scoped fixture (as the existing tests do): a
+  module-scoped fixture runs before the version is chosen, so its harness would always run the
+  newest release.
 - ``tests/conftest.py``'s ``require("codex")`` makes a missing version a skip locally and a
   failure naming it under CI.
 
