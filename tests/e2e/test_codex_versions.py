@@ -29,3 +29,22 @@ def test_both_releases_are_pinned_newest_first():
     # Not e2e: a plain test sees no version, and the newest is the default.
     assert CODEX_VERSIONS == ("0.171.0", "0.169.0")
     assert codex_bin().parts[-4] == CODEX_VERSIONS[0]
+
+
+@pytest.fixture(scope="module")
+def shared_harness():
+    harness = CodexHarness(base_url="http://127.0.0.1:1/v1")
+    yield harness
+    harness.cleanup()
+
+
+@pytest.mark.e2e
+def test_a_harness_shared_by_a_module_runs_each_tests_release(codex_version, shared_harness):
+    out = subprocess.run(
+        [str(shared_harness.binary), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.strip() == f"codex-cli {codex_version}"

@@ -12,9 +12,8 @@ Two versions, every e2e case against each:
   (``scripts/demo``, ``scripts/screenshot``) gets it through ``MITMRELAY_CODEX_BIN``, which
   the fixture sets too. A test that needs one particular version passes ``version=``; a test
   meaningful for one version only is marked ``@pytest.mark.codex_versions("0.171.0")``.
-  Build harnesses in the test or in a function-scoped fixture (as the existing tests do): a
-  module-scoped fixture runs before the version is chosen, so its harness would always run the
-  newest release.
+  The version is looked up when a harness runs Codex, not when it is built, so a harness from
+  a module-scoped fixture runs each test's version too.
 - ``tests/conftest.py``'s ``require("codex")`` makes a missing version a skip locally and a
   failure naming it under CI.
 
@@ -237,8 +236,7 @@ class CodexHarness:
     ) -> None:
         if (base_url is None) == (proxy is None) and config_text is None:
             raise ValueError("give exactly one of base_url (custom provider) or proxy")
-        self.binary = codex_bin(version)
-        self.version = version or current_version()
+        self._version = version  # None: the current version at each run (module docstring)
         self.base = HOMES_ROOT / f"{label}-{uuid.uuid4().hex[:10]}"
         self.home = self.base / "home"
         self.codex_home = self.base / "codex-home"
@@ -255,6 +253,14 @@ class CodexHarness:
             (self.codex_home / "config.toml").write_text(config_text)
         else:
             self._write_config(base_url, *self._config)
+
+    @property
+    def version(self) -> str:
+        return self._version or current_version()
+
+    @property
+    def binary(self) -> Path:
+        return codex_bin(self._version)
 
     def point_at(self, base_url: str) -> None:
         """Re-target the custom provider (a restarted relay listens on a new port 0)."""
