@@ -406,6 +406,30 @@ def test_reasoning_payload_names_the_calls_and_gemini_signatures():
     assert [d["output_index"] for d in done] == [0, 1]
 
 
+def test_each_reasoning_item_is_sealed_with_its_own_details():
+    """OpenRouter/MiniMax reasoning_details go back upstream with the reasoning item they came
+    with: two items in one stream, two payloads, neither holding the other's blocks."""
+    first = {"type": "reasoning.text", "text": "first", "signature": "s1"}
+    second = {"type": "reasoning.encrypted", "data": "b3BhcXVl"}
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"reasoning": "first", "reasoning_details": [first]})
+        + chunk({"content": "between"})
+        + chunk({"reasoning_details": [second]})
+        + chunk({"reasoning": "second"})
+        + chunk({"tool_calls": [call(0, "call_x", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    out = terminal(run(raw, carrier=carrier))["response"]["output"]
+    assert [i["type"] for i in out] == ["reasoning", "message", "reasoning", "function_call"]
+    assert carrier.sealed == [
+        ReasoningPayload(text="first", details=(first,)),
+        ReasoningPayload(text="second", details=(second,), call_ids=("call_x",)),
+    ]
+    assert [i.get("encrypted_content") for i in out] == ["blob1", None, "blob2", None]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.sampled_from(sorted(SCENARIOS)), st.lists(st.integers(0, 10_000), max_size=40))
 def test_output_does_not_depend_on_chunking(name, cuts):

@@ -142,6 +142,7 @@ class StreamTranslator:
         self._out: list[bytes] = []
         self._finished: dict[int, dict[str, Any]] = {}  # output_index -> finished item
         self._deferred: list[int] = []  # reasoning items waiting for their sealed blob
+        self._details: dict[int, tuple[Mapping[str, Any], ...]] = {}  # their own details
         self._next_index = 0
         # open reasoning item
         self._rs_id: str | None = None
@@ -405,6 +406,8 @@ class StreamTranslator:
             item["content"] = [{"type": "reasoning_text", "text": text}]
         self._rs_id = None
         self._rs_text = []
+        self._details[index] = tuple(self._rs_details)  # this item's own, not the stream's
+        self._rs_details = []
         if self._carrier is None:
             self._finish_item(index, item)
         else:
@@ -768,7 +771,7 @@ class StreamTranslator:
             item["encrypted_content"] = self._carrier.seal(
                 ReasoningPayload(
                     text=_reasoning_text(item),
-                    details=tuple(self._rs_details),
+                    details=self._details[index],
                     signatures={c.call_id: c.signature for c in calls if c.signature},
                     call_ids=tuple(c.call_id for c in calls),
                 )
