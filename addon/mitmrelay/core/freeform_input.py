@@ -2,11 +2,14 @@
 
 Upstream, a freeform (custom) tool such as apply_patch is a function with one string parameter
 (``{"input": "*** Begin Patch\\n…"}``). Codex wants the raw text back in a ``custom_tool_call``
-(codex-contract.md §6), and the live view wants it as it is written. This decoder finds the
-string value of the expected parameter in the argument prefix received so far and returns the
-newly decoded characters; anything it cannot decode safely (a cut escape sequence, a lone high
+(docs/codex-contract.md §6), and the live view wants it as it is written. This decoder finds the
+string value of the expected parameter in the arguments as they arrive and returns the newly
+decoded characters; anything it cannot decode safely (a cut escape sequence, a lone high
 surrogate) waits for the next piece. The final input is always taken from a full JSON parse;
 the caller reconciles the two.
+
+It keeps only what it has not decoded yet (a few characters once the string has begun), so a
+long input costs time and memory in proportion to its length, whatever the piece sizes.
 """
 
 from __future__ import annotations
@@ -22,32 +25,36 @@ _HIGH_SURROGATE_TAIL = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")
 class FreeformInputDecoder:
     def __init__(self, param: str) -> None:
         self._opening = re.compile(rf'\s*\{{\s*"{re.escape(param)}"\s*:\s*"')
-        self._start = -1  # index in the arguments where the string body starts
-        self._pos = 0  # how far the body has been decoded
+        # Before the opening matched: everything so far (bounded by the give-up rule below).
+        # After: the part of the string body not decoded yet.
+        self._pending = ""
+        self._started = False
         self._closed = False
         self.failed = False  # the arguments do not have the expected shape
 
-    def feed(self, arguments: str) -> str:
-        """``arguments`` is everything received so far; returns the new decoded characters."""
+    def feed(self, piece: str) -> str:
+        """``piece`` is the arguments' next characters; returns the new decoded characters."""
         if self.failed or self._closed:
             return ""
-        if self._start < 0:
-            m = self._opening.match(arguments)
+        pending = self._pending + piece
+        if not self._started:
+            m = self._opening.match(pending)
             if m is None:
                 # Not (yet) the expected opening; give up once it cannot become one.
-                probe = arguments.lstrip()
+                probe = pending.lstrip()
                 if len(probe) > 32 + len(self._opening.pattern) or (probe and probe[0] != "{"):
                     self.failed = True
+                self._pending = pending
                 return ""
-            self._start = self._pos = m.end()
-        m = _SAFE_BODY.match(arguments, self._pos)
-        end = m.end() if m else self._pos
-        body = arguments[self._pos : end]
-        if end < len(arguments) and arguments[end] == '"':
+            self._started = True
+            pending = pending[m.end() :]
+        end = _SAFE_BODY.match(pending).end()  # type: ignore[union-attr]  # matches "" at least
+        body = pending[:end]
+        if end < len(pending) and pending[end] == '"':
             self._closed = True
         elif _HIGH_SURROGATE_TAIL.search(body):
             body, end = body[:-6], end - 6
+        self._pending = pending[end:]
         if not body:
             return ""
-        self._pos = end
         return json.loads('"' + body + '"')
