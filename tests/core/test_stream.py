@@ -153,6 +153,12 @@ SCENARIOS: dict[str, bytes] = {
     "invalid_arguments": chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd": ')]})
     + chunk(finish="tool_calls")
     + DONE,
+    # A raw newline inside a JSON string: not JSON, whatever the live decoder saw of it.
+    "freeform_raw_control_character": chunk(
+        {"tool_calls": [call(0, "c1", "apply_patch", '{"input": "a\nb"}')]}
+    )
+    + chunk(finish="tool_calls")
+    + DONE,
     "length_cuts_a_call": (
         chunk({"content": "x"})
         + chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd": "l')]})
@@ -322,6 +328,7 @@ def test_incomplete(name, status, detail):
         ("invalid_json", "upstream_invalid_json"),
         ("call_without_name", "invalid_tool_call"),
         ("invalid_arguments", "invalid_tool_call"),
+        ("freeform_raw_control_character", "invalid_tool_call"),
     ],
 )
 def test_fail_closed(name, code):

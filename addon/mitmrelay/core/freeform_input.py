@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 import re
 
-# The longest prefix of a JSON string body that ends on a whole character or escape.
-_SAFE_BODY = re.compile(r'(?:[^"\\]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+# The longest prefix of a JSON string body that ends on a whole character or escape. A raw
+# control character is not one: JSON strings escape them (RFC 8259 §7).
+_SAFE_BODY = re.compile(r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
+# What may follow the safe body and still become an escape with more characters.
+_ESCAPE_START = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")
 _HIGH_SURROGATE_TAIL = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")
 
 
@@ -52,6 +55,12 @@ class FreeformInputDecoder:
         body = pending[:end]
         if end < len(pending) and pending[end] == '"':
             self._closed = True
+        elif end < len(pending) and not _ESCAPE_START.fullmatch(pending, end):
+            # A raw control character or a bad escape: the arguments are not JSON, and the
+            # final parse will say so. Nothing more is decoded.
+            self.failed = True
+            self._pending = ""
+            return ""
         elif _HIGH_SURROGATE_TAIL.search(body):
             body, end = body[:-6], end - 6
         self._pending = pending[end:]
