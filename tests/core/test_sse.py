@@ -61,3 +61,21 @@ def test_encoder():
         'event: response.created\ndata: {"type":"response.created","n":"é"}\n\n'.encode()
     )
     assert encode_comment() == b": keepalive\n\n"
+
+
+def test_one_space_after_the_colon_is_dropped_and_no_more():
+    events = decode([b"data: \n\ndata:  two\n\ndata:\xff x\n\n"])
+    assert [e.data for e in events] == ["", " two", "\ufffd x"]
+
+
+def test_lines_end_the_same_in_a_big_read_with_mixed_endings():
+    """One read holding many LF lines and, later, CR and CRLF lines (the CR search is done once
+    per read and again only when passed)."""
+    lf = b"".join(b"data: %d\n\n" % i for i in range(200))
+    mixed = lf + b"data: cr\r\rdata: crlf\r\n\r\n" + lf
+    assert [e.data for e in decode([mixed])] == [
+        *(str(i) for i in range(200)),
+        "cr",
+        "crlf",
+        *(str(i) for i in range(200)),
+    ]

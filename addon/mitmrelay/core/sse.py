@@ -16,8 +16,7 @@ Invariant: the events returned do not depend on how the input was chunked.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UpstreamProtocolError
 
@@ -26,8 +25,7 @@ from .errors import UpstreamProtocolError
 MAX_SSE_EVENT_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ServerSentEvent:
+class ServerSentEvent(NamedTuple):
     event: str | None
     data: str
 
@@ -56,8 +54,12 @@ class SSEDecoder:
             if chunk[:1] == b"\n":
                 start = 1
         n = len(chunk)
+        # Found once per chunk and again only when passed: most streams have no CR at all, and
+        # searching the rest of a big read for one at every line would be quadratic.
+        cr = chunk.find(b"\r", start)
         while start < n:
-            cr = chunk.find(b"\r", start)
+            if -1 < cr < start:
+                cr = chunk.find(b"\r", start)
             lf = chunk.find(b"\n", start)
             if cr == -1 and lf == -1:
                 self._buf += chunk[start:]
@@ -106,7 +108,11 @@ class SSEDecoder:
         if raw[:1] == b":":
             return
         self._event_bytes += len(raw)
-        self._check_size()
+        if self._event_bytes > self._max:  # the line buffer is empty here
+            self._check_size()
+        if raw[:6] == b"data: ":  # the usual line, read without the general field split
+            self._data.append(raw[6:].decode("utf-8", errors="replace"))
+            return
         line = raw.decode("utf-8", errors="replace")
         field, sep, value = line.partition(":")
         if sep and value[:1] == " ":

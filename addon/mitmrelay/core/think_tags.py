@@ -28,6 +28,9 @@ class ThinkTagSplitter:
         self._pending = ""
 
     def feed(self, text: str) -> list[tuple[str, str]]:
+        if "<" not in text and not self._pending:
+            # No tag can start here (every tag begins with "<"): the usual chunk, in one piece.
+            return [("reasoning" if self._inside else "text", text)] if text else []
         text = self._pending + text
         self._pending = ""
         out: list[tuple[str, str]] = []
