@@ -1,7 +1,7 @@
 """CPU per upstream chunk: StreamTranslator vs ``json.loads`` + ``json.dumps`` of the same
 chunks, measured in the same run; then memory growth translating a 10 MB stream.
 
-    .venv/bin/python bench/stream_translate.py [--repeat 21] [--profile KIND]
+    .venv/bin/python bench/stream_translate.py [--repeat 21] [--before REV] [--profile KIND]
 
 Streams (DeepSeek's chunk JSON, 2 000 deltas each, one SSE event per feed() as the link
 reads a paced upstream):
@@ -18,23 +18,31 @@ Each repeat times the baseline and the translator back to back on the same chunk
 printed is the median of the per-repeat ratios (robust to other load on the machine), with
 the median µs per chunk of each. Target: no regression on text, tool-argument and reasoning
 streams against the figures in notes/stream.md; memory growth < 3x the output size.
-``--profile KIND`` runs that stream under cProfile instead (the ``__main__`` loop for
-profilers).
+``--before REV`` also times the translator as it was at git revision REV (its
+``addon/mitmrelay`` imported under another package name), interleaved in the same runs, and
+prints the after/before ratio: the figure for a speed claim. ``--profile KIND`` runs that
+stream under cProfile instead (the ``__main__`` loop for profilers).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
+import io
 import itertools
 import json
 import pstats
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "addon"))
@@ -100,11 +108,9 @@ def batched(chunks: list[bytes], size: int = 50) -> list[bytes]:
     return [b"".join(chunks[i : i + size]) for i in range(0, len(chunks), size)]
 
 
-def translator() -> StreamTranslator:
+def translator(cls: Any = StreamTranslator) -> StreamTranslator:
     ids = itertools.count()
-    return StreamTranslator(
-        CTX, response_id="resp_1", created_at=1, new_id=lambda p: f"{p}_{next(ids)}"
-    )
+    return cls(CTX, response_id="resp_1", created_at=1, new_id=lambda p: f"{p}_{next(ids)}")
 
 
 def run_baseline(chunks: list[bytes]) -> None:
@@ -114,11 +120,32 @@ def run_baseline(chunks: list[bytes]) -> None:
                 json.dumps(json.loads(event[6:]))
 
 
-def run_relay(chunks: list[bytes]) -> None:
-    t = translator()
-    for c in chunks:
-        t.feed(c)
-    t.finish()
+def relay(cls: Any) -> Callable[[list[bytes]], None]:
+    def run(chunks: list[bytes]) -> None:
+        t = translator(cls)
+        for c in chunks:
+            t.feed(c)
+        t.finish()
+
+    return run
+
+
+run_relay = relay(StreamTranslator)
+
+
+def translator_at(rev: str) -> Any:
+    """StreamTranslator as it was at git revision ``rev``, imported as ``mitmrelay_before``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "addon/mitmrelay"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="stream-before-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    (folder / "addon" / "mitmrelay").rename(folder / "mitmrelay_before")
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("mitmrelay_before.core.stream").StreamTranslator
 
 
 def _seconds(fn: Callable[[list[bytes]], None], chunks: list[bytes]) -> float:
@@ -127,20 +154,23 @@ def _seconds(fn: Callable[[list[bytes]], None], chunks: list[bytes]) -> float:
     return time.perf_counter() - t0
 
 
-def measure(chunks: list[bytes], events: int, repeat: int) -> tuple[float, float, float]:
-    """(baseline µs/event, relay µs/event, median ratio), interleaved run by run."""
-    base, ours, ratios = [], [], []
+def measure(
+    runs: list[Callable[[list[bytes]], None]], chunks: list[bytes], events: int, repeat: int
+) -> list[tuple[float, float]]:
+    """Per run after the first (the baseline): (median µs per event, median ratio to the
+    baseline); the runs are interleaved, the ratio taken within each repeat."""
+    seconds: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        b, r = _seconds(run_baseline, chunks), _seconds(run_relay, chunks)
-        base.append(b)
-        ours.append(r)
-        ratios.append(r / b)
-    scale = 1e6 / events
-    return (
-        statistics.median(base) * scale,
-        statistics.median(ours) * scale,
-        statistics.median(ratios),
-    )
+        for times, run in zip(seconds, runs, strict=True):
+            times.append(_seconds(run, chunks))
+    base = seconds[0]
+    return [
+        (
+            statistics.median(times) * 1e6 / events,
+            statistics.median(t / b for t, b in zip(times, base, strict=True)),
+        )
+        for times in seconds
+    ]
 
 
 def memory_growth() -> tuple[int, int]:
@@ -179,17 +209,26 @@ def profile(kind: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=21)
+    parser.add_argument("--before", metavar="REV", help="also time the translator at REV")
     parser.add_argument("--profile", choices=sorted(WORKLOADS))
     args = parser.parse_args()
     if args.profile:
         profile(args.profile)
         return
-    print(f"{'stream':<13}{'json µs/event':>15}{'relay µs/event':>16}{'ratio':>8}")
+    runs = [run_baseline, run_relay]
+    header = f"{'stream':<13}{'json µs/event':>15}{'relay µs/event':>16}{'ratio':>8}"
+    if args.before:
+        runs.append(relay(translator_at(args.before)))
+        header += f"{'before µs':>11}{'ratio':>8}{'after/before':>14}"
+    print(header)
     for kind, make in WORKLOADS.items():
         chunks = make()
         events = len(stream("text")) if kind == "batched" else len(chunks)
-        base, ours, ratio = measure(chunks, events, args.repeat)
-        print(f"{kind:<13}{base:>15.2f}{ours:>16.2f}{ratio:>7.2f}x")
+        (base, _), (us, ratio), *before = measure(runs, chunks, events, args.repeat)
+        line = f"{kind:<13}{base:>15.2f}{us:>16.2f}{ratio:>7.2f}x"
+        for before_us, before_ratio in before:
+            line += f"{before_us:>11.2f}{before_ratio:>7.2f}x{ratio / before_ratio:>13.2f}x"
+        print(line)
     peak, out = memory_growth()
     print(
         f"10 MB stream: output {out / 1e6:.1f} MB, peak traced memory {peak / 1e6:.1f} MB "
