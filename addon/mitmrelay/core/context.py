@@ -35,10 +35,10 @@ class ToolOrigin:
     the single string parameter ``input_param``, and its call goes back to the client as a
     ``custom_tool_call`` whose ``input`` is that string.
 
-    ``freeform=True`` is the older spelling of ``kind=ToolKind.CUSTOM``; either way both read
-    consistently afterwards (``freeform`` is True exactly for ``CUSTOM``). Raises
-    ``ValueError`` for ``freeform=True`` with another kind, or a kind that is not a
-    ``ToolKind`` value.
+    ``freeform=True`` is the older spelling of ``kind=ToolKind.CUSTOM`` (and wins over
+    ``kind``); either way both read consistently afterwards: ``freeform`` is True exactly for
+    ``CUSTOM``. ``kind`` may be given as its string value (``"custom"``, as JSON has it);
+    anything else raises ``ValueError``.
     """
 
     name: str
@@ -48,12 +48,9 @@ class ToolOrigin:
     kind: ToolKind = ToolKind.FUNCTION
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", ToolKind(self.kind))  # "custom" from JSON works too
-        if self.freeform and self.kind is ToolKind.FUNCTION:
-            object.__setattr__(self, "kind", ToolKind.CUSTOM)
-        elif self.freeform and self.kind is not ToolKind.CUSTOM:
-            raise ValueError(f"a freeform tool is a custom tool, not {self.kind.value!r}")
-        object.__setattr__(self, "freeform", self.kind is ToolKind.CUSTOM)
+        kind = ToolKind.CUSTOM if self.freeform else ToolKind(self.kind)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "freeform", kind is ToolKind.CUSTOM)
 
 
 @dataclass(frozen=True, slots=True)
