@@ -21,7 +21,15 @@ def decode(arguments: str, cuts: list[int], param: str = "input") -> tuple[str, 
     return "".join(pieces), decoder.failed
 
 
-@given(st.text(), st.lists(st.integers(0, 10_000), max_size=30), st.booleans())
+# Text with what makes escapes hard: backslashes, quotes, surrogate pairs, control characters,
+# and the letters of a surrogate escape written as plain text.
+TRICKY = st.lists(
+    st.sampled_from(["\\", '"', "😀", "\n", "\x01", "\\ud83d", "ud83d", "u", "é"])
+    | st.text(max_size=3)
+).map("".join)
+
+
+@given(TRICKY, st.lists(st.integers(0, 10_000), max_size=30), st.booleans())
 @example(PATCH, list(range(1000)), False)  # one character at a time
 @example("😀", [11, 12, 13, 14, 15, 16, 17], False)  # a surrogate pair cut everywhere
 def test_any_chunking_decodes_exactly_the_input(text, cuts, ascii_only):
@@ -63,3 +71,12 @@ def test_only_undecoded_characters_are_kept():
         assert decoder._pending == "\\u00"
         assert decoder.feed("e9") == "é"
         assert decoder._pending == ""
+
+
+def test_an_escaped_backslash_before_u_d83d_is_text_not_a_surrogate():
+    """``\\\\ud83d`` in JSON is a backslash and five letters: nothing to hold back."""
+    arguments = json.dumps({"input": "a\\ud83d more"})
+    cut = arguments.index("d83d") + 4
+    assert decode(arguments, [cut]) == ("a\\ud83d more", False)
+    decoder = FreeformInputDecoder("input")
+    assert decoder.feed(arguments[:cut]) == "a\\ud83d"

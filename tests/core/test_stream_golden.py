@@ -184,6 +184,13 @@ EXTRA: dict[str, Case] = {
         + chunk(finish="tool_calls")
         + DONE
     ),
+    # A backslash then "ud83d" as text, cut right after it: not half a surrogate pair.
+    "freeform_escaped_backslash_u": Case(
+        chunk({"tool_calls": [call(0, "call_p", "apply_patch", '{"input": "s = \'\\\\ud83d')]})
+        + chunk({"tool_calls": [call(0, args="'\\n\"}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
     "length_keeps_a_whole_call": Case(
         chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd":"ls"}')]})
         + chunk({"tool_calls": [call(1, "c2", "exec_command", '{"cmd": "l')]})

@@ -14,15 +14,15 @@ long input costs time and memory in proportion to its length, whatever the piece
 
 from __future__ import annotations
 
-import json
 import re
+from json.decoder import scanstring  # type: ignore[attr-defined]
 
 # The longest prefix of a JSON string body that ends on a whole character or escape. A raw
 # control character is not one: JSON strings escape them (RFC 8259 §7).
 _SAFE_BODY = re.compile(r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
 # What may follow the safe body and still become an escape with more characters.
 _ESCAPE_START = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")
-_HIGH_SURROGATE_TAIL = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}$")
+_HIGH_SURROGATE_TAIL = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
 
 
 class FreeformInputDecoder:
@@ -61,9 +61,20 @@ class FreeformInputDecoder:
             self.failed = True
             self._pending = ""
             return ""
-        elif _HIGH_SURROGATE_TAIL.search(body):
+        elif _ends_in_high_surrogate(body):
             body, end = body[:-6], end - 6
         self._pending = pending[end:]
         if not body:
             return ""
-        return json.loads('"' + body + '"')
+        return scanstring(body + '"', 0)[0]  # body is whole escapes and characters
+
+
+def _ends_in_high_surrogate(body: str) -> bool:
+    """Whether ``body`` ends in a ``\\uD800``-``\\uDBFF`` escape: the first half of a pair
+    that must be decoded together. Its backslash must start an escape, not end an escaped
+    backslash (``\\\\ud83d`` is a backslash and five letters)."""
+    start = len(body) - 6
+    if start < 0 or _HIGH_SURROGATE_TAIL.match(body, start) is None:
+        return False
+    backslashes = start - len(body[:start].rstrip("\\"))
+    return backslashes % 2 == 0
