@@ -30,6 +30,9 @@ class ServerSentEvent(NamedTuple):
     data: str
 
 
+_new_tuple = tuple.__new__  # builds a ServerSentEvent without its Python-level __new__
+
+
 class SSEDecoder:
     """Feed bytes, get complete events. ``close()`` flushes an event left without a blank line.
 
@@ -48,6 +51,31 @@ class SSEDecoder:
         out: list[ServerSentEvent] = []
         if not chunk:
             return out
+        if self._buf or self._skip_lf or b"\r" in chunk:
+            self._lines(chunk, out)
+            return out
+        # The usual read: LF line ends and no line left open by the last one. Each block that
+        # ends in a blank line is an event; one made of a single data line (what every Chat
+        # upstream sends) is built at once, any other goes line by line.
+        blocks = chunk.split(b"\n\n")
+        rest = blocks.pop()
+        for block in blocks:
+            if self._event_bytes == 0 and block[:6] == b"data: " and b"\n" not in block:
+                if len(block) > self._max:
+                    self._too_large()
+                data = block[6:].decode("utf-8", errors="replace")
+                out.append(_new_tuple(ServerSentEvent, (None, data)))
+            else:
+                for line in block.split(b"\n"):
+                    self._line(line, out)
+                self._line(b"", out)
+        if rest:
+            self._lines(rest, out)
+        return out
+
+    def _lines(self, chunk: bytes, out: list[ServerSentEvent]) -> None:
+        """Any chunk, line by line: CR, LF and CRLF ends, a CRLF cut between two chunks, a
+        line continued from the last chunk."""
         start = 0
         if self._skip_lf:
             self._skip_lf = False
@@ -80,7 +108,6 @@ class SSEDecoder:
                 line = chunk[start:end]
             self._line(line, out)
             start = nxt
-        return out
 
     def close(self) -> list[ServerSentEvent]:
         """End of input: a last event without its blank line (synthetic.new's final
@@ -95,14 +122,17 @@ class SSEDecoder:
 
     def _check_size(self) -> None:
         if self._event_bytes + len(self._buf) > self._max:
-            raise UpstreamProtocolError(
-                f"upstream SSE event exceeds {self._max} bytes", code="upstream_event_too_large"
-            )
+            self._too_large()
+
+    def _too_large(self) -> None:
+        raise UpstreamProtocolError(
+            f"upstream SSE event exceeds {self._max} bytes", code="upstream_event_too_large"
+        )
 
     def _line(self, raw: bytes, out: list[ServerSentEvent]) -> None:
         if not raw:
             if self._data:
-                out.append(ServerSentEvent(self._event, "\n".join(self._data)))
+                out.append(_new_tuple(ServerSentEvent, (self._event, "\n".join(self._data))))
             self._event, self._data, self._event_bytes = None, [], 0
             return
         if raw[:1] == b":":
