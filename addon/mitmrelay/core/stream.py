@@ -229,6 +229,20 @@ class StreamTranslator:
             self._fail_on(e, "stream translation failed")
         return self._w.drain()
 
+    def feed_chunk(self, chunk: object) -> bytes:
+        """One upstream chunk already parsed from JSON, taken as ``feed`` takes a ``data:``
+        line's: the non-streaming path hands over a whole completion as its one chunk
+        (core/completion.py) without writing it out as SSE to parse it again."""
+        if self.phase is Phase.DONE:
+            return b""
+        if self.phase is Phase.NEW:
+            self._start()
+        try:
+            self._on_chunk(chunk)
+        except Exception as e:  # rule 6
+            self._fail_on(e, "stream translation failed")
+        return self._w.drain()
+
     def finish(self) -> bytes:
         """The upstream body ended. Emits the terminal event if none was sent."""
         if self.phase is Phase.DONE:
@@ -285,6 +299,9 @@ class StreamTranslator:
             raise StreamFailure(
                 "upstream_invalid_json", f"{self._upstream} sent a stream chunk that is not JSON"
             ) from None
+        self._on_chunk(chunk)
+
+    def _on_chunk(self, chunk: object) -> None:
         if not isinstance(chunk, dict):
             raise StreamFailure(
                 "upstream_invalid_json", f"{self._upstream} sent a non-object chunk"
