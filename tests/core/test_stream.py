@@ -497,3 +497,47 @@ def test_no_takeover_after_an_output_item_or_of_a_started_translator() -> None:
     started.start()
     with pytest.raises(ValueError):
         started.continue_from(fresh)
+
+
+def _in_phase(phase: str):
+    t = translator()
+    if phase in ("streaming", "done"):
+        t.start()
+    if phase == "done":
+        t.fail("server_error", "gone")
+    assert t.phase.value == phase
+    return t
+
+
+CREATED = ["response.created", "response.in_progress"]
+TEXT = ["response.output_item.added", "response.content_part.added", "response.output_text.delta"]
+CALLS = {
+    "start": lambda t: t.start(),
+    "feed_empty": lambda t: t.feed(b""),
+    "feed": lambda t: t.feed(chunk({"content": "a"})),
+    "keepalive": lambda t: t.keepalive(),
+    "finish": lambda t: t.finish(),
+    "fail": lambda t: t.fail("server_error", "x"),
+}
+
+
+@pytest.mark.parametrize(
+    ("call", "new", "streaming"),
+    [
+        ("start", CREATED, []),
+        ("feed_empty", [], []),
+        ("feed", CREATED + TEXT, TEXT),
+        ("keepalive", CREATED, ["response.in_progress"]),
+        ("finish", [*CREATED, "response.failed"], ["response.failed"]),  # no finish_reason
+        ("fail", [*CREATED, "response.failed"], ["response.failed"]),
+    ],
+)
+def test_the_phase_table(call, new, streaming):
+    """StreamTranslator's docstring table: what each call sends in each phase."""
+    assert types(CALLS[call](_in_phase("new"))) == new
+    assert types(CALLS[call](_in_phase("streaming"))) == streaming
+    assert CALLS[call](_in_phase("done")) == b""
+    if call == "feed_empty":
+        t = _in_phase("new")
+        t.feed(b"")
+        assert t.phase.value == "new"

@@ -93,7 +93,11 @@ class OutputItem:
 
 
 class ReasoningItem(OutputItem):
-    """The upstream's thinking, shown as the reasoning mode says (``REASONING_ITEMS``).
+    """The upstream's thinking, shown as the reasoning mode says (``REASONING_ITEMS``); this
+    base class is the hidden mode.
+
+    Events: ``output_item.added`` (summary ``[]``); no deltas. Finished item: ``summary`` empty,
+    the text in ``content`` as one ``reasoning_text`` part.
 
     ``details`` are the provider's ``reasoning_details`` blocks that arrived with this item's
     deltas, and only those: they go back upstream with this item (its sealed payload). Hidden
@@ -127,7 +131,11 @@ class ReasoningItem(OutputItem):
 
 
 class SummaryReasoningItem(ReasoningItem):
-    """Reasoning as summary text: what Codex renders (docs/providers.md §1.1)."""
+    """Reasoning as summary text: what Codex renders (docs/providers.md §1.1).
+
+    Events: ``output_item.added``, ``reasoning_summary_part.added`` (summary index 0),
+    ``reasoning_summary_text.delta``*, ``reasoning_summary_text.done``,
+    ``reasoning_summary_part.done``. Finished item: one ``summary_text`` part."""
 
     __slots__ = ("_delta",)
 
@@ -163,7 +171,11 @@ class SummaryReasoningItem(ReasoningItem):
 
 
 class RawReasoningItem(ReasoningItem):
-    """Reasoning as raw ``reasoning_text`` (Codex shows it with ``show_raw_agent_reasoning``)."""
+    """Reasoning as raw ``reasoning_text`` (Codex shows it with ``show_raw_agent_reasoning``:
+    docs/codex-contract.md §7.2).
+
+    Events: ``output_item.added`` (``content`` ``[]``), ``reasoning_text.delta``* (content index
+    0), ``reasoning_text.done``. Finished item: as in hidden mode."""
 
     __slots__ = ("_delta",)
 
@@ -205,7 +217,12 @@ REASONING_ITEMS: Mapping[str, type[ReasoningItem]] = {
 
 
 class MessageItem(OutputItem):
-    """The assistant's visible text: one ``output_text`` part at content index 0."""
+    """The assistant's visible text: one ``output_text`` part at content index 0.
+
+    Events: ``output_item.added`` (status in_progress, no content), ``content_part.added``,
+    ``output_text.delta``* (``logprobs: []``, as the SDK's event requires),
+    ``output_text.done``, ``content_part.done``. Finished item: status completed, the text
+    whole (docs/codex-contract.md §7.3: text sent only as deltas is lost)."""
 
     __slots__ = ("_delta", "_parts")
 
@@ -310,7 +327,11 @@ class CallItem(OutputItem, abc.ABC):
 
 
 class FunctionCallItem(CallItem):
-    """``function_call``: ``arguments`` is a JSON string (docs/codex-contract.md §7.3)."""
+    """``function_call``: ``arguments`` is a JSON string (docs/codex-contract.md §7.3).
+
+    Events: ``output_item.added`` (arguments ``""``), ``function_call_arguments.delta``* as the
+    upstream streams them, ``function_call_arguments.done``. A call that streamed no arguments
+    gets ``{}``, sent as its one delta so the deltas always add up to the arguments."""
 
     __slots__ = ("_delta",)
 
@@ -347,7 +368,11 @@ class FunctionCallItem(CallItem):
 class CustomToolCallItem(CallItem):
     """``custom_tool_call`` for a freeform tool (apply_patch): the upstream called a function
     with one string parameter (``origin.input_param``); Codex gets the raw text as ``input``
-    (docs/codex-contract.md §6), decoded live from the JSON-wrapped arguments."""
+    (docs/codex-contract.md §6), decoded live from the JSON-wrapped arguments.
+
+    Events: ``output_item.added`` (input ``""``), ``custom_tool_call_input.delta``* as the input
+    decodes, ``custom_tool_call_input.done``. The input is taken from the full parse at the
+    end; what the live decoder had not sent yet goes out as a last delta."""
 
     __slots__ = ("_decoder", "_delta", "_sent")
 

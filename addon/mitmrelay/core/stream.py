@@ -134,6 +134,21 @@ class StreamTranslator:
     After the terminal event, ``response`` is the final Response object (``output``: the items
     whose ``output_item.done`` was sent) and ``call_id_map`` maps each call id the relay had to
     rewrite back to the upstream's.
+
+    What each call does in each phase (every call returns the bytes to send, maybe ``b""``):
+
+    ===============  ==========================  ==================  ======
+    call             NEW                         STREAMING           DONE
+    ===============  ==========================  ==================  ======
+    ``start``        created + in_progress       nothing             b""
+    ``feed``         start, then translate       translate           b""
+    ``feed_chunk``   start, then translate       translate           b""
+    ``keepalive``    start                       in_progress again   b""
+    ``finish``       start, then terminal event  terminal event      b""
+    ``fail``         start, then failed          failed              b""
+    ===============  ==========================  ==================  ======
+
+    ``feed(b"")`` does nothing in any phase. The terminal event moves to DONE (rule 3).
     """
 
     def __init__(
