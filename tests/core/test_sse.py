@@ -97,3 +97,15 @@ def test_lines_end_the_same_in_a_big_read_with_mixed_endings():
         "crlf",
         *(str(i) for i in range(200)),
     ]
+
+
+def test_a_lone_surrogate_is_encoded_as_the_replacement_character():
+    """UTF-8 cannot carry one (a JSON ``\\ud83d`` escape without its pair decodes to it): the
+    encoder replaces it, as the decoder replaces invalid UTF-8, instead of raising."""
+    assert encode_event({"type": "t", "text": "a\ud83db"}) == (
+        'event: t\ndata: {"type":"t","text":"a\ufffdb"}\n\n'.encode()
+    )
+    pair = "\ud83d\ude00"  # two code points that make one character together
+    assert encode_event({"type": "t", "text": pair}) == (
+        'event: t\ndata: {"type":"t","text":"😀"}\n\n'.encode()
+    )

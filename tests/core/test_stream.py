@@ -19,7 +19,7 @@ from chat_streams import (
     types,
     usage,
 )
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mitmrelay.core.reasoning import ReasoningPayload
@@ -356,6 +356,60 @@ def test_tolerant_framing():
     assert terminal(run(SCENARIOS["crlf_and_comments"]))["type"] == "response.completed"
 
 
+@pytest.mark.parametrize("mode", ["summary", "raw", "hidden"])
+def test_a_lone_surrogate_from_upstream_never_raises(mode):
+    """Valid JSON, not UTF-8: the text goes out with U+FFFD in its place (rule 6)."""
+    raw = (
+        b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"a\\ud83d"}}]}\n\n'
+        + b'data: {"choices":[{"index":0,"delta":{"content":"\\udc00b"}}]}\n\n'
+        + chunk(finish="stop")
+        + DONE
+    )
+    done = terminal(run(raw, reasoning_mode=mode))
+    assert done["type"] == "response.completed"
+    rs, msg = done["response"]["output"]
+    assert (rs["summary"] or rs["content"])[0]["text"] == "a\ufffd"
+    assert msg["content"][0]["text"] == "\ufffdb"
+
+
+# Any characters, lone surrogates and think tags among them.
+ANY_TEXT = st.lists(
+    st.characters() | st.sampled_from(["\ud83d", "\ude00", "<think>", "</think>"]), max_size=8
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["reasoning_content", "content", "args", "name"]).flatmap(
+            lambda field: st.tuples(st.just(field), ANY_TEXT)
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["summary", "raw", "hidden"]),
+    st.sampled_from(["stop", "tool_calls", "length", None]),
+)
+@example([("reasoning_content", "\ud83d")], "hidden", "stop")  # no delta shows it: done does
+@example([("args", '{"a": "\ud83d'), ("args", '"}'), ("name", "f")], "summary", "tool_calls")
+def test_any_strings_from_upstream_end_in_exactly_one_terminal_event(deltas, mode, finish):
+    """Whatever text valid JSON carries (lone surrogates, control characters, think tags
+    cut anywhere), the translator answers with events and one terminal event, never raises."""
+    raw = b""
+    for field, text in deltas:
+        if field in ("args", "name"):
+            tc = call(0, "c1", text if field == "name" else None, text if field == "args" else None)
+            raw += chunk({"tool_calls": [tc]})
+        else:
+            raw += chunk({field: text})
+    out = run(raw + chunk(finish=finish) + DONE, reasoning_mode=mode, carrier=FakeCarrier())
+    tys = types(out)
+    assert (
+        sum(ty in ("response.completed", "response.failed", "response.incomplete") for ty in tys)
+        == 1
+    )
+    assert tys[-1] in ("response.completed", "response.failed", "response.incomplete")
+
+
 def test_exactly_one_terminal_event_and_nothing_after():
     from chat_streams import translator
 
@@ -541,3 +595,31 @@ def test_the_phase_table(call, new, streaming):
         t = _in_phase("new")
         t.feed(b"")
         assert t.phase.value == "new"
+
+
+def test_an_unknown_reasoning_mode_is_refused_at_once():
+    with pytest.raises(ValueError, match="reasoning mode"):
+        translator(reasoning_mode="loud")
+
+
+def test_done_once_the_terminal_event_is_sent():
+    t = translator()
+    t.feed(chunk({"content": "a"}) + chunk(finish="stop"))
+    assert not t.done
+    t.feed(DONE)
+    assert t.done and t.response["status"] == "completed"
+
+
+def test_a_takeover_before_anything_was_sent_starts_the_stream_itself():
+    first, second = translator(), translator(upstream="kimi")
+    second.continue_from(first)  # the first attempt failed before response.created
+    out = second.feed(text_stream("ok")) + second.finish()
+    assert types(out)[:2] == ["response.created", "response.in_progress"]
+    assert [e["sequence_number"] for e in events(out)] == list(range(len(events(out))))
+
+
+def test_a_parsed_chunk_that_is_not_an_object_fails_the_response():
+    t = translator()
+    t.start()
+    out = t.feed_chunk(["not", "an", "object"])
+    assert terminal(out)["response"]["error"]["message"].startswith("upstream_invalid_json")

@@ -25,7 +25,7 @@ from __future__ import annotations
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, Final
 
-from .sse import encode_event
+from .sse import encode_event, utf8
 
 RESPONSE_CREATED: Final = "response.created"
 RESPONSE_IN_PROGRESS: Final = "response.in_progress"
@@ -130,15 +130,13 @@ class EventWriter:
 
     def delta(self, template: DeltaTemplate, text: str) -> None:
         """Writes one delta event carrying ``text``: the hot path (rule 2)."""
+        text = encode_basestring(text)
+        try:
+            data = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate from upstream
+            data = utf8(text)
         self._out.append(
-            b"%b%d%b%b%b"
-            % (
-                template.head,
-                self.seq,
-                template.middle,
-                encode_basestring(text).encode(),
-                template.tail,
-            )
+            b"%b%d%b%b%b" % (template.head, self.seq, template.middle, data, template.tail)
         )
         self.seq += 1
 

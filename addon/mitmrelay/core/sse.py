@@ -159,8 +159,20 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 def encode_event(event: dict[str, Any]) -> bytes:
     """One Responses event as SSE. Codex dispatches on the JSON ``type``; the ``event:`` line
-    repeats it for other clients (codex-contract.md §7.1)."""
-    return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), _dumps(event).encode())
+    repeats it for other clients (docs/codex-contract.md §7.1). Never raises for text the
+    upstream sent: a lone surrogate becomes U+FFFD (``utf8``)."""
+    return b"event: %s\ndata: %s\n\n" % (event["type"].encode(), utf8(_dumps(event)))
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, each lone surrogate replaced by U+FFFD. JSON may carry one
+    (``"\\ud83d"`` without its pair, RFC 8259 §8.2 calls such strings unpredictable) but UTF-8
+    cannot; the replacement is what the decoder does with invalid UTF-8 bytes. Two surrogates
+    that form a pair become the one character they encode."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # rare: paid only when a surrogate is there
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
 
 
 def encode_comment(text: str = "keepalive") -> bytes:
