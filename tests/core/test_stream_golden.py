@@ -204,6 +204,50 @@ EXTRA: dict[str, Case] = {
         + DONE
     ),
     "think_tags_unfinished": Case(text_stream("<think>never closed", " <thi")),
+    "think_tag_cut_at_the_end": Case(text_stream("<think>a</thi")),
+    "last_chunk_without_blank_line": Case(
+        chunk({"content": "ok"}) + chunk(finish="stop").removesuffix(b"\n\n")
+    ),
+    "finish_reason_error_alone": Case(chunk({"content": "a"}) + chunk(finish="error")),
+    "tool_call_not_an_object": Case(
+        chunk({"tool_calls": ["junk", call(0, "c1", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
+    "name_repeated_without_arguments": Case(
+        chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd":"ls"}')]})
+        + chunk({"tool_calls": [call(0, "c1", "exec_command")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
+    "malformed_function_field": Case(
+        chunk({"content": "a"}) + chunk({"tool_calls": [{"index": 0, "function": "oops"}]})
+    ),
+    "freeform_duplicate_keys": Case(
+        chunk({"tool_calls": [call(0, "call_p", "apply_patch", '{"input": "first", ')]})
+        + chunk({"tool_calls": [call(0, args='"input": "second"}')]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
+    "freeform_list_arguments": Case(
+        chunk({"tool_calls": [call(0, "call_p", "apply_patch", '["*** Begin Patch"]')]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
+    # Valid JSON, not UTF-8: U+FFFD goes out in place of each lone surrogate.
+    "lone_surrogates": Case(
+        chunk({"reasoning_content": "a\ud83d"})
+        + chunk({"content": "\ude00b"})
+        + chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd": "\ud83d"}')]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
+    "compaction_ignores_details": Case(
+        chunk({"reasoning_details": [_details("no")], "content": "Summary."})
+        + chunk(finish="stop")
+        + DONE,
+        ctx=COMPACTION_CTX,
+    ),
     "think_tags_off": Case(text_stream("<think>kept</think>as text"), profile=NO_THINK_TAGS),
     "error_as_string": Case(chunk({"content": "a"}) + b'data: {"error": "overloaded"}\n\n'),
     "error_with_code": Case(

@@ -529,8 +529,7 @@ class StreamTranslator:
     # ----------------------------------------------------------------- terminal events
 
     def _complete(self) -> None:
-        if self.phase is Phase.DONE:
-            return
+        assert self.phase is Phase.STREAMING  # every caller stops once the stream is DONE
         if self._think is not None:
             for kind, piece in self._think.flush():
                 self._reasoning(piece) if kind == "reasoning" else self._text(piece)
@@ -613,8 +612,7 @@ class StreamTranslator:
         self._fail("relay_internal_error", f"relay failed to translate the stream: {error!r}")
 
     def _fail(self, reason: str, message: str) -> None:
-        if self.phase is Phase.DONE:
-            return
+        assert self.phase is Phase.STREAMING  # every caller stops once the stream is DONE
         code = reason if reason in WIRE_ERROR_CODES else "server_error"
         if code != reason and not message.startswith(reason):
             message = f"{reason}: {message}"
