@@ -14,13 +14,24 @@ silently go unpinned.
 Re-record (only when an output change is intended, and say why in the commit):
 
     .venv/bin/python tests/core/test_stream_golden.py --record
+
+Which recordings the translator at another git revision would not reproduce (to show that a
+refactor changed nothing, or exactly what a fix changed):
+
+    .venv/bin/python tests/core/test_stream_golden.py --compare REV
 """
 
 from __future__ import annotations
 
+import importlib
+import io
 import itertools
 import json
+import logging
+import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -457,7 +468,44 @@ def record() -> None:
             (folder / f"{variant}.json").write_bytes(translate_whole(body, variant))
 
 
+def compare(rev: str) -> list[str]:
+    """The cases whose recordings differ from what the translator at ``rev`` sends (its
+    ``addon/mitmrelay`` imported under another name; an exception counts as a difference)."""
+    global StreamTranslator, translate_completion
+    archive = subprocess.run(
+        ["git", "-C", str(GOLDEN.parents[2]), "archive", rev, "addon/mitmrelay"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="stream-golden-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    (folder / "addon" / "mitmrelay").rename(folder / "mitmrelay_at_rev")
+    sys.path.insert(0, str(folder))
+    StreamTranslator = importlib.import_module("mitmrelay_at_rev.core.stream").StreamTranslator
+    translate_completion = importlib.import_module(
+        "mitmrelay_at_rev.core.completion"
+    ).translate_completion
+    logging.disable(logging.CRITICAL)  # internal errors of either version are logged, not news
+    differ = []
+    runs = [(n, "sse", lambda v, c=c: translate(c, v)) for n, c in CASES.items()]
+    runs += [(n, "json", lambda v, b=b: translate_whole(b, v)) for n, b in COMPLETIONS.items()]
+    for name, ext, run in runs:
+        for variant in VARIANTS:
+            try:
+                same = run(variant) == (GOLDEN / name / f"{variant}.{ext}").read_bytes()
+            except Exception:
+                same = False
+            if not same:
+                differ.append(name)
+                break
+    return differ
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--record"]:
+    if sys.argv[1:] == ["--record"]:
+        record()
+    elif sys.argv[1:2] == ["--compare"] and len(sys.argv) == 3:
+        print("\n".join(compare(sys.argv[2])) or "every recording reproduced")
+    else:
         sys.exit(__doc__)
-    record()
