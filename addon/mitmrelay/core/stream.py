@@ -121,7 +121,7 @@ class _UpstreamCall:
         self.name = ""
         self.args: list[str] = []
         self.item: CallItem | None = None  # opened once the name is known
-        self.signature: str | None = None  # Gemini: goes back with this call (§1.2)
+        self.signature: str | None = None  # Gemini: back with this call (docs/providers.md §1.2)
 
 
 class StreamTranslator:
@@ -393,12 +393,12 @@ class StreamTranslator:
             self._summary.append(text)  # becomes the sealed compaction item at the end
             return
         item = self._open
-        if item.__class__ is not MessageItem:
+        if not isinstance(item, MessageItem):
             self._close_open()
             item = MessageItem(self._w, self._new_id("msg"), self._take_index())
             item.open()
             self._open = item
-        item.add(text)  # type: ignore[union-attr]
+        item.add(text)
 
     def _close_open(self) -> None:
         item, self._open = self._open, None
@@ -431,9 +431,9 @@ class StreamTranslator:
         if isinstance(signature, str):
             call.signature = signature  # Gemini (docs/providers.md §1.2)
         args = fn.get("arguments")
-        if not isinstance(args, str) or not args:
+        if not isinstance(args, str):
             args = ""
-        else:
+        if args:
             call.args.append(args)
         if call.item is not None:
             if args:

@@ -1,8 +1,8 @@
 """Split ``<think>…</think>`` out of streamed content.
 
 vLLM without a reasoning parser (and some llama.cpp/Ollama builds) leave the model's thinking
-inside ``content`` between think tags (providers.md §1.1). Peers leaked it into the visible
-answer (providers.md §3, item 12). The tags may be cut anywhere across chunks, so a possible
+inside ``content`` between think tags (docs/providers.md §1.1). Peers leaked it into the visible
+answer (docs/providers.md §3, item 12). The tags may be cut anywhere across chunks, so a possible
 tag prefix at the end of a piece is held back until the next piece decides it.
 """
 
