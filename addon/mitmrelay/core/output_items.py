@@ -75,6 +75,14 @@ def output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def _joined(parts: list[str]) -> str:
+    """The pieces as one string, left in ``parts`` as its only piece: the pieces are freed
+    before the done events copy the text again, and a second read costs nothing."""
+    if len(parts) != 1:
+        parts[:] = ["".join(parts)]
+    return parts[0]
+
+
 class OutputItem:
     """Base: an item at ``output_index`` with id ``item_id``, writing through ``writer``."""
 
@@ -113,7 +121,7 @@ class ReasoningItem(OutputItem):
 
     @property
     def text(self) -> str:
-        return "".join(self._parts)
+        return _joined(self._parts)
 
     def open(self) -> None:
         self._added({"id": self.item_id, "type": "reasoning", "summary": []})
@@ -259,7 +267,7 @@ class MessageItem(OutputItem):
         self._w.delta(self._delta, text)
 
     def close(self) -> dict[str, Any]:
-        text = "".join(self._parts)
+        text = _joined(self._parts)
         base = {"item_id": self.item_id, "output_index": self.output_index, "content_index": 0}
         self._w.event({"type": OUTPUT_TEXT_DONE, **base, "text": text, "logprobs": []})
         self._w.event({"type": CONTENT_PART_DONE, **base, "part": output_text(text)})
