@@ -33,9 +33,10 @@ Rules:
    finishes: its sealed blob names the calls that follow it up to the next reasoning item, with
    their Gemini signatures, and carries the ``reasoning_details`` that came with this item
    alone (docs/codex-contract.md §7.3: Codex replays the item verbatim).
-6. Nothing raises out of ``feed``/``finish``/``fail``/``keepalive``: an internal error becomes
-   ``response.failed`` (mitmproxy drops a chunk when a stream callable raises:
-   docs/mitmproxy-notes.md §5).
+6. Nothing raises out of ``feed``/``feed_chunk``/``finish``/``fail``/``keepalive``: an internal
+   error becomes ``response.failed`` (mitmproxy drops a chunk when a stream callable raises:
+   docs/mitmproxy-notes.md §5), and text UTF-8 cannot carry (a lone surrogate, valid in JSON)
+   goes out as U+FFFD (``sse.utf8``).
 """
 
 from __future__ import annotations
