@@ -46,7 +46,8 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from .context import ToolKind, TranslationContext
 from .errors import RelayError
@@ -110,6 +111,22 @@ class Phase(enum.Enum):
     NEW = "new"  # nothing sent yet
     STREAMING = "streaming"  # response.created sent
     DONE = "done"  # a terminal event sent; everything after is ignored
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """What the next attempt's translator needs to continue a client's stream: whether
+    ``response.created`` went out, the next ``sequence_number``, and the response's id and
+    creation time (the client already saw them)."""
+
+    started: bool
+    next_sequence: int
+    response_id: str
+    created_at: int
+
+
+class HandsOver(Protocol):
+    def handover(self) -> Handover: ...
 
 
 class _UpstreamCall:
@@ -207,21 +224,34 @@ class StreamTranslator:
         """Items whose output_item.done was sent, in output_index order."""
         return [self._done[i] for i in sorted(self._done)]
 
-    def continue_from(self, previous: StreamTranslator) -> None:
-        """Take over the client's stream from ``previous``, an attempt that failed before any
+    def handover(self) -> Handover:
+        """Where the client's stream stands, for the translator of the next attempt (this one
+        failed before any output item). Raises ``ValueError`` once an output item went out:
+        from then on no other upstream may take over."""
+        if self.has_output:
+            raise ValueError("the previous attempt already sent output items")
+        return Handover(
+            started=self.phase is not Phase.NEW,
+            next_sequence=self._w.seq,
+            response_id=self._response_id,
+            created_at=self._created_at,
+        )
+
+    def continue_from(self, previous: HandsOver) -> None:
+        """Take over the client's stream from ``previous`` (this class, or any translator with
+        ``handover()``, e.g. the Responses wire's normaliser), an attempt that failed before any
         output item: what it sent (``response.created``, keep-alives) stands, so this
         translator sends no second ``response.created`` and numbers its events on from there.
         Raises ``ValueError`` if ``previous`` already sent an output item or if this
         translator has started."""
-        if previous.has_output:
-            raise ValueError("the previous attempt already sent output items")
+        handover = previous.handover()
         if self.phase is not Phase.NEW:
             raise ValueError("this translator has already started")
-        if previous.phase is not Phase.NEW:
+        if handover.started:
             self.phase = Phase.STREAMING
-        self._w.seq = previous._w.seq
-        self._response_id = previous._response_id
-        self._created_at = previous._created_at
+        self._w.seq = handover.next_sequence
+        self._response_id = handover.response_id
+        self._created_at = handover.created_at
         self.response = self._response_object("in_progress")
 
     def start(self) -> bytes:
