@@ -14,8 +14,9 @@ relay's answer is data, checked before anything else happens to a request:
    key, without stopping at a match, so the time taken says nothing about which key, how long
    it is, or how much of it matched.
 3. ``invalid_api_key()``: the refusal, shaped as OpenAI's own 401 (``invalid_api_key``,
-   ``invalid_request_error``), which Codex reports to the user instead of retrying forever
-   (docs/codex-contract.md §8), sent before any upstream call.
+   ``invalid_request_error``), sent before any upstream call. Codex retries a 401 (6 attempts
+   in all), then shows ``unexpected status 401 Unauthorized: <message>``
+   (docs/codex-contract.md §8), so the message says what to do.
 4. ``beyond_loopback(hosts)``: the listen hosts that other machines can reach (mitmproxy's
    default ``""`` means every interface), for the start line's warning when no client keys
    are set.
