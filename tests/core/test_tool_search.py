@@ -273,6 +273,8 @@ def test_namespaces_functions_and_freeform_tools_are_found_hosted_ones_are_not(c
         function("top", y="string"),
         {"type": "web_search"},
         {"type": "function"},  # no name: not callable
+        {"type": "namespace", "name": "mcp__b", "tools": 5},  # malformed (a view reads anything)
+        {"type": "namespace", "tools": [function("nameless_namespace")]},
     ]
     with caplog.at_level(logging.DEBUG, logger="mitmrelay.core.tool_search"):
         found = found_tools(tools)
@@ -285,6 +287,7 @@ def test_namespaces_functions_and_freeform_tools_are_found_hosted_ones_are_not(c
         "tool_search found a 'web_search' in mcp__a; not offered",
         "tool_search found a tool of type 'web_search'; not offered",
         "tool_search found a tool of type 'function'; not offered",
+        "tool_search found a tool of type 'namespace'; not offered",
     ]
     # Through the request: a freeform tool found is offered as the usual one-string function.
     chat, ctx = translate(body(*search("s1", "q", *tools[:3])))

@@ -134,20 +134,27 @@ def found_tools(tools: Iterable[Any]) -> list[FoundTool]:
     out: list[FoundTool] = []
     for tool in tools:
         kind = _get(tool, "type")
-        if kind == "namespace":
+        if kind == "namespace" and isinstance(_get(tool, "name"), str):
             namespace = _get(tool, "name")
-            for inner in _get(tool, "tools") or ():
-                if _get(inner, "type") in ("function", "custom") and _get(inner, "name"):
+            inners = _get(tool, "tools")
+            for inner in inners if isinstance(inners, list) else ():
+                if _callable(inner):
                     out.append(FoundTool(_get(inner, "name"), namespace, inner))
                 else:
                     logger.debug(
                         "tool_search found a %r in %s; not offered", _get(inner, "type"), namespace
                     )
-        elif kind in ("function", "custom") and _get(tool, "name"):
+        elif _callable(tool):
             out.append(FoundTool(_get(tool, "name"), None, tool))
         else:
             logger.debug("tool_search found a tool of type %r; not offered", kind)
     return out
+
+
+def _callable(tool: Any) -> bool:
+    """A function or a freeform tool with a name: what an upstream can be offered."""
+    name = _get(tool, "name")
+    return _get(tool, "type") in ("function", "custom") and isinstance(name, str) and bool(name)
 
 
 @dataclass(slots=True)
@@ -236,9 +243,15 @@ class Discoveries:
                     "tools per request; search for it again to use it)"
                 )
             else:
-                lines.append(f"- {name}({_parameter_list(tool.tool)}){_summary(tool.tool)}")
+                lines.append(f"- {found_line(tool, name)}")
         noun = "tool" if len(found) == 1 else "tools"
         return f"Found {len(found)} {noun}, callable as functions from now on:\n" + "\n".join(lines)
+
+
+def found_line(tool: FoundTool, name: str) -> str:
+    """``name(a, b?): first line of the description``: one found tool, for people and models;
+    ``name`` is what the reader calls it by."""
+    return f"{name}({_parameter_list(tool.tool)}){_summary(tool.tool)}"
 
 
 def _why_empty(arguments: Any) -> str:
