@@ -300,15 +300,19 @@ def _summary(tool: Any) -> str:
 
 
 def search_arguments(arguments: str) -> Any:
-    """The model's arguments (a JSON string) as the object Codex parses (rule 5).
+    """The model's arguments (a JSON string) as the object Codex parses (rule 5): see
+    ``codex_search_arguments``. Raises ``ValueError`` when ``arguments`` is not JSON."""
+    return codex_search_arguments(json.loads(arguments.strip() or "{}"))
+
+
+def codex_search_arguments(parsed: Any) -> Any:
+    """The model's parsed arguments as the object Codex parses (rule 5).
 
     ``{"query": str, "limit": int}`` with ``limit`` only when it is a positive whole number
     (``8``, ``8.0``, ``"8"``); a query under another name (the object's only string) is moved
     to ``query``; other keys are dropped. Arguments that hold no query are returned as parsed,
     so the replay shows what the model sent (the answer then says why nothing was found).
-    Raises ``ValueError`` when ``arguments`` is not JSON.
     """
-    parsed = json.loads(arguments.strip() or "{}")
     if isinstance(parsed, str):  # a model that encoded its JSON twice
         try:
             parsed = json.loads(parsed)
