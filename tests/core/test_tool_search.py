@@ -15,10 +15,13 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openai.types.responses import ResponseOutputItem
 
 from mitmrelay.core import tool_search
 from mitmrelay.core.errors import ClientRequestError
+from mitmrelay.core.history import conversation_record, history_items
 from mitmrelay.core.request import parse_request, translate_request
 from mitmrelay.core.tool_search import (
     DEFAULT_DESCRIPTION,
@@ -516,3 +519,53 @@ def test_the_call_item_is_what_codex_executes_and_the_sdk_validates():
     assert pydantic.TypeAdapter(ResponseOutputItem).validate_python(opened).status == (
         "in_progress"
     )
+
+
+# ----------------------------------------------------------------------------- properties
+
+NAMES = st.sampled_from(["a", "b", "c", "d"])
+FOUND = st.lists(
+    st.one_of(
+        st.builds(lambda n: function(n), NAMES),
+        st.builds(
+            lambda ns, ns_tools: namespace(f"mcp__{ns}", *(function(n) for n in ns_tools)),
+            NAMES,
+            st.lists(NAMES, max_size=3),
+        ),
+    ),
+    max_size=4,
+)
+
+
+@given(
+    searches=st.lists(st.tuples(FOUND, st.booleans()), max_size=4),
+    max_tools=st.integers(0, 12),
+)
+def test_any_searches_keep_the_chat_order_and_the_bound(searches, max_tools):
+    items = []
+    for n, (found, answered) in enumerate(searches):
+        call, output = search(f"s{n}", "q", *found)
+        items += [call, output] if answered else [call]
+    chat, _ = translate(body(*items), max_tools=max_tools)
+    names = tool_names(chat)
+    assert names[:2] == ["exec_command", "tool_search"]  # the client's own, always
+    assert len(names) <= max(max_tools, 2) and len(set(names)) == len(names)
+    messages = chat["messages"]
+    for i, message in enumerate(messages):
+        for k, call in enumerate(message.get("tool_calls") or ()):
+            assert messages[i + 1 + k]["tool_call_id"] == call["id"]
+            assert isinstance(messages[i + 1 + k]["content"], str)
+
+
+def test_a_search_survives_a_previous_response_id_chain():
+    # What the relay keeps for previous_response_id (core/history.py): the input and the
+    # output items, the search call among them, validated again as history.
+    call, output = search("s1", "q", namespace("mcp__demo", function("echo_tool", text="string")))
+    record, _ = conversation_record([USER], [call])
+    history = history_items(json.loads(json.dumps(record)))
+    req = parse_request(
+        json.dumps({"model": "gpt-5.5", "input": [output], "tools": [SEARCH_TOOL]}).encode()
+    )
+    chat, _ = translate_request(req, upstream_model="up", history=history)
+    assert tool_names(chat) == ["tool_search", ECHO]
+    assert answer_of(chat, "s1").endswith(f"- {ECHO}(text): The echo_tool tool.")
