@@ -319,6 +319,24 @@ def test_a_search_and_a_call_in_one_turn_keep_the_chat_order():
     assert messages[-2]["content"].endswith("- found(): The found tool.")
 
 
+@pytest.mark.parametrize("first", ["search", "function"])
+def test_a_second_output_for_a_call_is_dropped_whatever_its_kind(first, caplog):
+    call, search_output = search("s1", "q", function("found"))
+    function_output = {"type": "function_call_output", "call_id": "s1", "output": "plain"}
+    outputs = [search_output, function_output]
+    if first == "function":
+        outputs.reverse()
+    with caplog.at_level(logging.INFO, logger="mitmrelay.core.request"):
+        chat, _ = translate(body(call, *outputs))
+    answer = answer_of(chat, "s1")
+    if first == "function":
+        assert answer == "plain"
+    else:
+        assert answer.startswith("Found 1 tool")
+    assert ("found" in tool_names(chat)) is (first == "search")
+    assert any("second output for call s1 dropped" in r.getMessage() for r in caplog.records)
+
+
 def test_an_unanswered_search_is_answered_as_interrupted():
     chat, _ = translate(body(search("s1")[0]))
     assert chat["messages"][-1]["content"].startswith("(no output")

@@ -341,8 +341,11 @@ def _on_search_call(conv: _Conversation, item: ToolSearchCallItem) -> None:
 def _on_search_output(conv: _Conversation, item: ToolSearchOutputItem) -> None:
     # Its answer is written once every search is known (``_offer_found``): whether a found
     # tool is offered depends on the searches after it (core/tool_search.py rules 3-4).
+    if item.call_id in conv.outputs:
+        logger.info("second output for call %s dropped", item.call_id)
+        return
     conv.searches.add_output(item.call_id, item.tools)
-    if item.call_id is not None and item.call_id not in conv.outputs:
+    if item.call_id is not None:
         _close_calls(conv)
         conv.outputs[item.call_id] = {"role": "tool", "tool_call_id": item.call_id}
 
