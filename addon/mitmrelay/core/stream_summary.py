@@ -20,7 +20,7 @@ from .sse import SSEDecoder
 from .tool_search import found_line, found_tools
 
 # A line of the request view shows this much of a text; the base prompt (~17-21 KB,
-# codex-contract.md §4) only its start and its length.
+# docs/codex-contract.md §4) only its start and its length.
 MAX_TEXT_CHARS = 300
 MAX_SYSTEM_CHARS = 80
 
