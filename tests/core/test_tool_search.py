@@ -18,10 +18,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.responses import ResponseOutputItem
+from support.strict_providers import FAMILIES, Memory, check
 
 from mitmrelay.core import tool_search
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.history import conversation_record, history_items
+from mitmrelay.core.profiles import PROFILES
 from mitmrelay.core.request import parse_request, translate_request
 from mitmrelay.core.tool_search import (
     DEFAULT_DESCRIPTION,
@@ -587,3 +589,25 @@ def test_a_search_survives_a_previous_response_id_chain():
     chat, _ = translate_request(req, upstream_model="up", history=history)
     assert tool_names(chat) == ["tool_search", ECHO]
     assert answer_of(chat, "s1").endswith(f"- {ECHO}(text): The echo_tool tool.")
+
+
+# ----------------------------------------------------------------------------- every provider
+
+CAPTURED = {
+    f"{version}/{path.stem}": json.loads(path.read_text())["body"]
+    for version in VERSIONS
+    for path in sorted((CAPTURES / version).glob("*.request.json"))
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("name", sorted(CAPTURED))
+def test_every_captured_search_request_passes_every_family(name, family):
+    """What each family gets for every request of the captured searches (the search function,
+    its calls and answers, the tools found) is neither refused by that family's strict fake
+    nor a breach it would silently punish (support/strict_providers.py)."""
+    req = parse_request(json.dumps(CAPTURED[name]).encode())
+    chat, _ = translate_request(req, upstream_model="up", profile=PROFILES[family])
+    rejection, violations = check(family, chat, Memory())
+    assert rejection is None, rejection.body
+    assert violations == []
