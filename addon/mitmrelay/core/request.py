@@ -91,7 +91,7 @@ from mitmrelay.models.responses import (
 )
 
 from .compaction import COMPACTION_PROMPT, summary_message
-from .context import ToolOrigin, TranslationContext
+from .context import ToolKind, ToolOrigin, TranslationContext
 from .errors import ClientRequestError
 from .profiles import GENERIC, Profile, Thinking
 from .reasoning import ReasoningCarrier, ReasoningPayload
@@ -645,7 +645,7 @@ def _translate_tools(
             out.append(_freeform_function(name, tool, origins[name].input_param))
         elif isinstance(tool, ToolSearchTool) and is_client_search(tool):
             spec = search_function(tool)
-            origins[spec.name] = ToolOrigin(spec.name)
+            origins[spec.name] = ToolOrigin(spec.name, kind=ToolKind.TOOL_SEARCH)
             out.append(
                 {
                     "type": "function",
