@@ -104,6 +104,8 @@ def test_keys_never_show_in_reprs():
     assert "sk-deepseek-secret" not in shown and "sk-kimi-secret" not in shown
     assert "***" in shown
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert len({Secret("a"), Secret("a")}) == 1
+    assert t.providers["local"].models_url == "http://127.0.0.1:11434/v1/models"
 
 
 @pytest.mark.parametrize(
@@ -294,6 +296,16 @@ MIN_MODEL = '[models.m]\nprovider = "p"\n'
             ': [models."m"] price_input: must be a number >= 0',
         ),
         (MIN_PROVIDER + MIN_MODEL + "colour = 1\n", ': [models."m"] colour: unknown key'),
+        (MIN_PROVIDER + '[models."a b"]\nprovider = "p"\n', ': [models."a b"]: a model name'),
+        (
+            MIN_PROVIDER + MIN_MODEL + 'upstream_model = "x\\ny"\n',
+            ': [models."m"] upstream_model: has spaces or control characters',
+        ),
+        (
+            MIN_PROVIDER + 'headers = { "a b" = "1" }\n' + MIN_MODEL,
+            ': [providers.p] headers: "a b" is not a header name',
+        ),
+        (MIN_PROVIDER + MIN_MODEL + 'upstream_model = ""\n', "upstream_model: must be a non-empty"),
     ],
 )
 def test_every_bad_input_is_one_line_naming_file_table_and_key(text, expected):
