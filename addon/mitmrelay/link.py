@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .core.completion import completion_as_sse
+from .core.exchange import answer_events
 from .core.stream import StreamTranslator
 from .core.upstream_errors import MappedError, map_transport_error, map_upstream_error
 
@@ -114,6 +114,7 @@ class LinkJob:
     # A streamed Chat call: the link answers it with this translator's events.
     translator: StreamTranslator | None = None
     retry_body: Callable[[int, bytes], bytes | None] | None = None
+    upstream: str = ""  # the upstream as named in error messages ("": the settings' name)
     record_limit: int = MAX_RECORDED  # upstream bytes kept for inspection (0: none)
     registered: float = field(default_factory=time.monotonic)
     # outcome, for mitmweb and the log
@@ -288,6 +289,7 @@ class _Call:
     ) -> None:
         self.link, self.job, self.client, self.gone = link, job, client, gone
         self.settings = link.settings
+        self.upstream = job.upstream or self.settings.upstream
         self.conn: _Connection | None = None  # the upstream connection in use
         self.translator = job.translator
         # Keep-alives (and the commit before them) only where the client's answer is a stream
@@ -327,7 +329,7 @@ class _Call:
                 await self._deliver(conn, status, answer)
                 return
         except _Failure as f:
-            await self._fail(map_transport_error(f.kind, f.detail, upstream=self.settings.upstream))
+            await self._fail(map_transport_error(f.kind, f.detail, upstream=self.upstream))
 
     # ---------------------------------------------------------------- sending
 
@@ -400,7 +402,7 @@ class _Call:
         if failure is not None:
             self.close()
             await self._fail(
-                map_transport_error(failure.kind, failure.detail, upstream=self.settings.upstream)
+                map_transport_error(failure.kind, failure.detail, upstream=self.upstream)
             )
             return
         await self._write(translator.finish())
@@ -449,19 +451,13 @@ class _Call:
         translator = self.translator
         assert translator is not None  # only a translated stream is committed early
         if status < 300:
-            try:
-                events = completion_as_sse(body)
-            except ValueError:
-                await self._fail_events(
-                    "upstream_invalid_json",
-                    f"{self.settings.upstream} answered with a body that is not JSON",
-                )
-                return
-            await self._write(translator.feed(events) + translator.finish())
+            await self._write(
+                answer_events(translator, body, event_stream=False, upstream=self.upstream)
+            )
             await self.client.end()
             return
         mapped = map_upstream_error(
-            status, dict(answer), body, upstream=self.settings.upstream, now=time.time
+            status, dict(answer), body, upstream=self.upstream, now=time.time
         )
         self.job.failure = mapped
         await self._fail_events(mapped.code, mapped.message)

@@ -580,14 +580,7 @@ def single_upstream_table(
             "",
             f"must be an http(s) URL such as https://api.deepseek.com/v1, got {base_url!r}",
         )
-    if profile and profile not in PROFILES:
-        raise RoutesError(
-            "relay_profile",
-            "",
-            "",
-            f"{profile!r} is unknown; choose one of {', '.join(sorted(PROFILES))}",
-        )
-    chosen = PROFILES[profile] if profile else guess_profile(base_url)
+    chosen = named_profile(profile) or guess_profile(base_url)
     value = env.get(api_key_env, "")
     name = url.hostname
     provider = Provider(
@@ -597,14 +590,38 @@ def single_upstream_table(
         api_key_env=api_key_env,
         api_key=Secret(value) if value else None,
     )
-    models: dict[str, ModelRoute] = {}
-    for spec in model_map:
+    models = {
+        client: ModelRoute(client, name, upstream)
+        for client, upstream in parse_model_map(model_map).items()
+    }
+    models["*"] = ModelRoute("*", name, model or None)
+    return RouteTable(SINGLE_SOURCE, {name: provider}, models)
+
+
+def named_profile(name: str) -> Profile | None:
+    """``relay_profile``: a profile by name, None for "" (guess from the host). Raises
+    ``RoutesError`` for an unknown name."""
+    if not name:
+        return None
+    if name not in PROFILES:
+        raise RoutesError(
+            "relay_profile",
+            "",
+            "",
+            f"{name!r} is unknown; choose one of {', '.join(sorted(PROFILES))}",
+        )
+    return PROFILES[name]
+
+
+def parse_model_map(specs: Sequence[str]) -> dict[str, str]:
+    """``relay_model_map``: ``client=upstream`` pairs. Raises ``RoutesError``."""
+    pairs = {}
+    for spec in specs:
         client, sep, upstream = spec.partition("=")
         client, upstream = client.strip(), upstream.strip()
         if not sep or not client or not upstream or is_glob(client):
             raise RoutesError(
                 "relay_model_map", "", "", f"entries are client=upstream, got {spec!r}"
             )
-        models[client] = ModelRoute(client, name, upstream)
-    models["*"] = ModelRoute("*", name, model or None)
-    return RouteTable(SINGLE_SOURCE, {name: provider}, models)
+        pairs[client] = upstream
+    return pairs
