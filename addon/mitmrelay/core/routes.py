@@ -268,9 +268,12 @@ def is_glob(name: str) -> bool:
 # ---------------------------------------------------------------------- the routes file
 
 
-def parse_routes(text: str | bytes, *, source: str, env: Mapping[str, str]) -> RouteTable:
+def parse_routes(
+    text: str | bytes, *, source: str, env: Mapping[str, str], require_keys: bool = True
+) -> RouteTable:
     """The table a routes file describes. ``source`` names the file in errors; ``env`` is where
-    the providers' keys are read. Raises ``RoutesError`` (one line) for anything unusable."""
+    the providers' keys are read (``require_keys=False``: an unset one is no error, for tools
+    that only read the names). Raises ``RoutesError`` (one line) for anything unusable."""
     try:
         raw = tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
     except UnicodeDecodeError as e:
@@ -283,7 +286,7 @@ def parse_routes(text: str | bytes, *, source: str, env: Mapping[str, str]) -> R
     if not providers_raw:
         raise RoutesError(source, "", "providers", "no [providers.<name>] table")
     providers = {
-        name: _provider(source, name, _table(source, "providers", name, spec), env)
+        name: _provider(source, name, _table(source, "providers", name, spec), env, require_keys)
         for name, spec in providers_raw.items()
     }
     if not models_raw:
@@ -366,7 +369,9 @@ def _fixed_model(
         )
 
 
-def _provider(source: str, name: str, spec: Mapping[str, Any], env: Mapping[str, str]) -> Provider:
+def _provider(
+    source: str, name: str, spec: Mapping[str, Any], env: Mapping[str, str], require_keys: bool
+) -> Provider:
     table = f"[providers.{name}]"
     if not _PROVIDER_NAME.match(name):
         raise RoutesError(
@@ -404,11 +409,11 @@ def _provider(source: str, name: str, spec: Mapping[str, Any], env: Mapping[str,
                 "holding the key, e.g. DEEPSEEK_API_KEY; keys never sit in this file)",
             )
         value = env.get(key_env, "")
-        if not value:
+        if not value and require_keys:
             raise RoutesError(
                 source, table, "api_key_env", f"${key_env} is not set (export it with the key)"
             )
-        key = Secret(value)
+        key = Secret(value) if value else None
     headers = _headers(source, table, spec.get("headers", {}))
     return Provider(name, base_url, profile, key_env, key, wire, headers)
 
