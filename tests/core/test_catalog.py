@@ -118,3 +118,9 @@ def test_what_only_openais_service_has_is_dropped_and_the_rest_kept():
     for kept in ("base_instructions", "model_messages", "truncation_policy", "shell_type"):
         assert entry[kept] == PLAIN[kept]
     assert set(entry) == set(PLAIN)  # the entry shape is the template's
+
+
+def test_fields_the_template_lacks_are_not_added():
+    template = {k: v for k, v in PLAIN.items() if k != "supports_image_detail_original"}
+    entry = catalog_entry(template, "m", table().plan("deepseek-chat")[0], 1)
+    assert "supports_image_detail_original" not in entry
