@@ -431,8 +431,10 @@ class Relay:
             if flight is not None:
                 self.link.discard(flight.token)
             flow.response = _answer(*local_answers.internal_error("translate this request"))
-        if flow.response is not None and META in flow.metadata:
-            flow.metadata[META]["status"] = flow.response.status_code
+        if flow.response is not None:  # answered here: the request never left
+            inspection.hide_client_key(flow.request)
+            if META in flow.metadata:
+                flow.metadata[META]["status"] = flow.response.status_code
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """The link's translated stream goes to the client as it comes (mitmproxy only
