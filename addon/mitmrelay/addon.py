@@ -97,8 +97,8 @@ OPTIONS = (
     "relay_history_ttl",
     "confdir",
 )
-STATE_OPTIONS = frozenset(
-    {"relay_state", "relay_history_entries", "relay_history_mb", "relay_history_ttl", "confdir"}
+TLS_OPTIONS = frozenset(
+    {"ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "ssl_insecure"}
 )
 
 
@@ -180,7 +180,7 @@ class Relay:
         self.flights: dict[str, _Flight] = {}
         self.carrier: SealedReasoningCarrier | None = None
         self.link = UpstreamLink(LinkSettings("(none)", 300.0, 10.0, self._upstream_tls))
-        self._tls: tuple[tuple[Any, ...], ssl.SSLContext] | None = None
+        self._tls: ssl.SSLContext | None = None
         # response id -> conversation, and the per-provider call_id -> reasoning map.
         self.state = _State(MemoryStore(Limits(), time.time))
         self._running = False
@@ -303,6 +303,8 @@ class Relay:
             previous, self.config, self._refusal = self.config, config, None
             if previous is None or previous.state != config.state:
                 self._open_state(config)
+        if TLS_OPTIONS & updated:
+            self._tls = None  # rebuilt on the next upstream connection, once
         if self.config is not None and {*OPTIONS, "mode"} & updated:
             self.link.settings = LinkSettings(
                 upstream="the upstream",
@@ -508,6 +510,22 @@ class Relay:
         started, started_at = time.monotonic(), time.time()
         response_id = "resp_" + secrets.token_hex(12)
         client_model, stream = "?", False
+
+        def refused(status: int, code: str, detail: str) -> None:
+            """An exchange that ends here: announced and recorded like any other."""
+            self._announce(response_id, client_model, stream)
+            outcome = refused_outcome(
+                client_model=client_model,
+                response_id=response_id,
+                stream=stream,
+                started_at=started_at,
+                total_s=time.monotonic() - started,
+                status=status,
+                code=code,
+                detail=detail,
+            )
+            self._publish(flow, outcome)
+
         try:
             try:
                 body = flow.request.get_content()  # decodes gzip / br / zstd bodies
@@ -538,23 +556,17 @@ class Relay:
             if keys:
                 # Clients that drop reasoning items: what the relay kept fills in.
                 call = exchange.restore(await self.state.get_many(keys))
+            client_request = flow.request.copy()
+            translator = exchange.translator(call) if exchange.stream else None
+            job, token = self._to_link(flow, call, translator, self._healer(flow, exchange))
         except ClientRequestError as e:
             flow.response = _answer(*local_answers.client_error(e))
-            outcome = refused_outcome(
-                client_model=client_model,
-                response_id=response_id,
-                stream=stream,
-                started_at=started_at,
-                total_s=time.monotonic() - started,
-                status=e.status,
-                code=e.code,
-                detail=e.message,
-            )
-            self._publish(flow, outcome)
+            refused(e.status, e.code, e.message)
             return
-        client_request = flow.request.copy()
-        translator = exchange.translator(call) if exchange.stream else None
-        job, token = self._to_link(flow, call, translator, self._healer(flow, exchange))
+        except Exception:
+            # The request hook answers it (fail closed) and logs the traceback.
+            refused(500, "server_error", "the relay failed to translate this request")
+            raise
         self.flights[flow.id] = _Flight(exchange, started, job, token, client_request)
         flow.metadata[META] = {
             "route": "responses",
@@ -564,9 +576,12 @@ class Relay:
             "response_id": response_id,
             "profile": call.target.provider.profile.name,
         }
-        ctx.master.addons.trigger(
-            RelayExchangeStartedHook(response_id, exchange.client_model, exchange.stream)
-        )
+        self._announce(response_id, exchange.client_model, exchange.stream)
+
+    @staticmethod
+    def _announce(response_id: str, client_model: str, stream: bool) -> None:
+        """Every exchange is announced once, then ends once (``_publish``), refused or not."""
+        ctx.master.addons.trigger(RelayExchangeStartedHook(response_id, client_model, stream))
 
     def _to_link(
         self,
@@ -773,24 +788,19 @@ class Relay:
 
     def _upstream_tls(self) -> ssl.SSLContext:
         """Verify the upstream as mitmproxy would: its CA options and ssl_insecure apply.
-        Built once per set of options (loading the system's CAs takes milliseconds)."""
-        opts = ctx.options
-        key = (
-            opts.ssl_verify_upstream_trusted_ca,
-            opts.ssl_verify_upstream_trusted_confdir,
-            opts.ssl_insecure,
-        )
-        if self._tls is not None and self._tls[0] == key:
-            return self._tls[1]
-        context = ssl.create_default_context(
-            cafile=opts.ssl_verify_upstream_trusted_ca or None,
-            capath=opts.ssl_verify_upstream_trusted_confdir or None,
-        )
-        if opts.ssl_insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        self._tls = (key, context)
-        return context
+        Built once per change of those options (loading the system's CAs takes milliseconds),
+        when the first upstream connection needs it."""
+        if self._tls is None:
+            opts = ctx.options
+            context = ssl.create_default_context(
+                cafile=opts.ssl_verify_upstream_trusted_ca or None,
+                capath=opts.ssl_verify_upstream_trusted_confdir or None,
+            )
+            if opts.ssl_insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._tls = context
+        return self._tls
 
 
 def _id_maker(response_id: str) -> Callable[[str], str]:

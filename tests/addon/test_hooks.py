@@ -88,15 +88,24 @@ class ExplodingRelay(Relay):
 
 
 def test_exception_in_request_answers_locally_and_never_forwards(tmp_path):
-    relay = ExplodingRelay()
-    with taddons.context(relay) as tctx:
+    relay, outcomes = ExplodingRelay(), Outcomes()
+    with taddons.context(relay, outcomes) as tctx:
         tctx.configure(relay, confdir=str(tmp_path), relay_upstream="https://llm.example/v1")
         f = responses_flow({"model": "gpt-5.5", "input": "hi"})
         asyncio.run(relay.request(f))
     assert f.response is not None and f.response.status_code == 500
     assert CLIENT_KEY not in f.response.text  # the exception text is not echoed
     assert f.response.json()["error"]["code"] == "server_error"
+    assert f.request.headers["authorization"] == "[hidden by mitmrelay]"
     assert relay.flights == {}
+    # Still one exchange, announced and ended, for every consumer.
+    (outcome,) = outcomes.ended
+    assert (outcome.status, outcome.failure, outcome.client_model) == (
+        "http 500",
+        "server_error",
+        "gpt-5.5",
+    )
+    assert [r for r, _, _ in outcomes.started] == [outcome.response_id]
 
 
 def test_reroute_sends_the_chat_request_to_the_link_which_holds_the_key(monkeypatch, tmp_path):
@@ -305,3 +314,57 @@ def test_ip_addressed_modes_match_by_pretty_host(mode, tmp_path):
     job = relay.flights[f.id].job
     assert job.url.geturl() == "http://127.0.0.1:9/v1/chat/completions"
     assert CLIENT_KEY not in str(f.request.headers)
+
+
+COMPLETION = {
+    "id": "c1",
+    "object": "chat.completion",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}
+    ],
+    "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+}
+
+
+@pytest.mark.usefixtures("keys")
+def test_an_answered_exchange_ends_in_one_outcome_and_is_kept(tmp_path):
+    relay, outcomes = Relay(), Outcomes()
+    with taddons.context(relay, outcomes) as tctx:
+        tctx.configure(
+            relay,
+            confdir=str(tmp_path),
+            relay_routes=str(write_routes(tmp_path)),
+            relay_state="memory",
+        )
+        f = responses_flow({"model": "kimi-k2", "input": "hi"})
+        asyncio.run(relay.request(f))
+        # What the link passes on for a whole (non-streamed) answer.
+        f.response = http.Response.make(
+            200, json.dumps(COMPLETION), {"content-type": "application/json"}
+        )
+        relay.responseheaders(f)
+        relay.response(f)
+        assert f.response.json()["output"][0]["content"][0]["text"] == "hello"
+        (outcome,) = outcomes.ended
+        assert (outcome.status, outcome.provider, outcome.upstream_model) == (
+            "completed",
+            "kimi",
+            "kimi-k2-thinking",
+        )
+        assert outcome.usage["input_tokens"] == 7 and outcome.first_event_s is not None
+        assert (
+            f.comment
+            == "mitmrelay: kimi-k2 -> kimi-k2-thinking | completed | 7 in / 2 out | via kimi"
+        )
+        assert f.request.path == "/v1/responses"  # the client's leg, its key hidden
+        assert f.request.headers["authorization"] == "[hidden by mitmrelay]"
+        # The conversation is kept for previous_response_id.
+        g = responses_flow(
+            {"model": "kimi-k2", "input": "and?", "previous_response_id": outcome.response_id}
+        )
+        asyncio.run(relay.request(g))
+        sent = json.loads(g.request.content)["messages"]
+        assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+        relay.error(g)  # the client went away
+    assert outcomes.ended[-1].status == "failed" and outcomes.ended[-1].failure == "flow_error"
+    assert g.marked == ":x:"
