@@ -43,7 +43,15 @@ from mitmproxy import connection, ctx, exceptions, hooks, http
 from mitmproxy.proxy import mode_specs
 
 from . import inspection
-from .config import DEFAULT_KEY_ENV, ConfigError, RelayConfig, load_config
+from .config import (
+    OPTION_SPECS,
+    OPTIONS,
+    ConfigError,
+    RelayConfig,
+    load_config,
+    start_line,
+    table_line,
+)
 from .core import local_answers
 from .core.attempts import Failure, Step
 from .core.bounds import Limits
@@ -61,10 +69,9 @@ from .core.exchange import (
     refused_outcome,
 )
 from .core.outcome import ExchangeOutcome
-from .core.profiles import PROFILES
 from .core.request import parse_request
 from .core.routes import RouteTable
-from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
+from .core.routing import InterceptRule, Route, classify
 from .core.stream import StreamTranslator
 from .core.upstream_errors import MappedError, map_upstream_error
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
@@ -79,24 +86,6 @@ logger = logging.getLogger("mitmrelay")
 # falling back need the link to run several attempts (core/attempts.py has the rules).
 LINK_STEPS = frozenset({Step.HEAL})
 ROUTES_CHECK_S = 2.0  # how often a running relay looks at the routes file between requests
-OPTIONS = (
-    "relay_routes",
-    "relay_upstream",
-    "relay_api_key_env",
-    "relay_model",
-    "relay_model_map",
-    "relay_profile",
-    "relay_hosts",
-    "relay_reasoning",
-    "relay_timeout",
-    "relay_keepalive",
-    "relay_retry_wait",
-    "relay_state",
-    "relay_history_entries",
-    "relay_history_mb",
-    "relay_history_ttl",
-    "confdir",
-)
 TLS_OPTIONS = frozenset(
     {"ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "ssl_insecure"}
 )
@@ -190,107 +179,8 @@ class Relay:
     # ------------------------------------------------------------------ options
 
     def load(self, loader: Any) -> None:
-        loader.add_option(
-            "relay_routes",
-            str,
-            "",
-            "Path of a routes file (TOML): providers, model names and fallbacks "
-            "(README: The routes file). Set, it overrides relay_upstream, relay_model, "
-            "relay_model_map, relay_profile and relay_api_key_env.",
-        )
-        loader.add_option(
-            "relay_upstream",
-            str,
-            os.environ.get("CODEX_RELAY_UPSTREAM", ""),
-            "Chat Completions base URL of the one upstream, e.g. https://api.deepseek.com/v1 "
-            "(default: $CODEX_RELAY_UPSTREAM); shorthand for a one-provider routes file.",
-        )
-        loader.add_option(
-            "relay_api_key_env",
-            str,
-            DEFAULT_KEY_ENV,
-            "Name of the environment variable holding relay_upstream's API key. The key itself "
-            "is never an option, so it never appears on a command line or in a saved config.",
-        )
-        loader.add_option(
-            "relay_model",
-            str,
-            "",
-            "Upstream model for requests whose model is not mapped by relay_model_map "
-            "(an unmodified Codex sends gpt-5.5). Empty: the client's model is sent as is.",
-        )
-        loader.add_option(
-            "relay_model_map",
-            Sequence[str],
-            [],
-            "Model mappings client=upstream, e.g. gpt-5.5=deepseek-chat.",
-        )
-        loader.add_option(
-            "relay_profile",
-            str,
-            "",
-            f"relay_upstream's provider profile ({', '.join(sorted(PROFILES))}); empty: "
-            "guessed from its host, else generic.",
-        )
-        loader.add_option(
-            "relay_hosts",
-            Sequence[str],
-            list(DEFAULT_HOSTS),
-            "In proxy modes, host/path prefixes whose /responses endpoint is relayed.",
-        )
-        loader.add_option(
-            "relay_reasoning",
-            str,
-            "summary",
-            "How upstream reasoning is shown to Codex: summary | raw | hidden.",
-        )
-        loader.add_option(
-            "relay_timeout",
-            int,
-            300,
-            "Seconds the upstream may stay silent (connecting, before its headers, or between "
-            "stream chunks) before the relay gives up on it; Codex then retries.",
-        )
-        loader.add_option(
-            "relay_keepalive",
-            int,
-            10,
-            "Seconds of upstream silence after which the client is sent a sign of life "
-            "(response.in_progress), so its idle timeout does not fire while a model thinks.",
-        )
-        loader.add_option(
-            "relay_retry_wait",
-            int,
-            2,
-            "Seconds: an upstream 429 whose Retry-After is at most this long is retried on the "
-            "same provider after that delay, before any fallback; 0 never waits.",
-        )
-        loader.add_option(
-            "relay_state",
-            str,
-            "sqlite",
-            "Where conversations for previous_response_id are kept: sqlite (a file in the "
-            "confdir; survives restarts), sqlite:///path, memory, or redis://host:port/db "
-            "(shared by several relays).",
-        )
-        loader.add_option(
-            "relay_history_entries",
-            int,
-            Limits().max_entries,
-            "Conversations kept for previous_response_id (least recently used evicted first).",
-        )
-        loader.add_option(
-            "relay_history_mb",
-            int,
-            Limits().max_bytes // (1024 * 1024),
-            "Megabytes of conversations kept for previous_response_id.",
-        )
-        loader.add_option(
-            "relay_history_ttl",
-            int,
-            int(Limits().ttl_s),
-            "Seconds a conversation is kept for previous_response_id.",
-        )
+        for option in OPTION_SPECS:
+            loader.add_option(option.name, option.typespec, option.default, option.help)
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
@@ -360,7 +250,7 @@ class Relay:
                 "variable (one)."
             )
             return
-        logger.info("mitmrelay: %s; modes %s", _start_line(config), ", ".join(ctx.options.mode))
+        logger.info("mitmrelay: %s; modes %s", start_line(config), ", ".join(ctx.options.mode))
         if config.routes_file is not None:
             self._schedule_routes_check()
 
@@ -395,7 +285,7 @@ class Relay:
         table, why = watched.check()
         if table is not None:
             logger.info(
-                "mitmrelay: %s changed; routes in force: %s", watched.path, _table_line(table)
+                "mitmrelay: %s changed; routes in force: %s", watched.path, table_line(table)
             )
         elif why is not None:
             logger.warning("mitmrelay: %s; the previous routes stay in force", why)
@@ -807,34 +697,3 @@ def _id_maker(response_id: str) -> Callable[[str], str]:
     counter = iter(range(1, 1 << 62))
     prefix = response_id.removeprefix("resp_")[:16]
     return lambda kind: f"{kind}_{prefix}{next(counter):04d}"
-
-
-def _table_line(table: RouteTable) -> str:
-    """Providers (URL, profile, key variable and whether it is set: never the key) and what
-    each model name goes to."""
-    providers = "; ".join(
-        f"{p.name} = {p.base_url} (profile {p.profile.name}, "
-        + (
-            f"key ${p.api_key_env} {'set' if p.api_key else 'MISSING'})"
-            if p.api_key_env
-            else "no key)"
-        )
-        for p in table.providers.values()
-    )
-    models = ", ".join(
-        f"{m.name} -> {m.provider}:{m.upstream_model or ('(as asked)' if m.is_glob else m.name)}"
-        + (f" (then {', '.join(m.fallbacks)})" if m.fallbacks else "")
-        for m in table.models.values()
-    )
-    default = f"; default {table.default_model}" if table.default_model else ""
-    return f"providers {providers}; models {models}{default}"
-
-
-def _start_line(config: RelayConfig) -> str:
-    table = config.routes
-    assert table is not None
-    source = str(config.routes_file.path) if config.routes_file else table.source
-    line = f"routes from {source}: {_table_line(table)}"
-    if config.ignored:
-        line += f"; {', '.join(config.ignored)} ignored (relay_routes is set)"
-    return line

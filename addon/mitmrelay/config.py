@@ -15,12 +15,13 @@ once (the same broken file is not re-parsed, nor reported, until it changes agai
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .core.bounds import Limits
+from .core.profiles import PROFILES
 from .core.routes import (
     RoutesError,
     RouteTable,
@@ -30,7 +31,7 @@ from .core.routes import (
     single_upstream_table,
     unserved,
 )
-from .core.routing import InterceptRule
+from .core.routing import DEFAULT_HOSTS, InterceptRule
 
 REASONING_MODES = ("summary", "raw", "hidden")
 # The single-upstream options a routes file overrides (the start line names those set).
@@ -41,7 +42,125 @@ SINGLE_UPSTREAM_OPTIONS = (
     "relay_profile",
     "relay_api_key_env",
 )
-DEFAULT_KEY_ENV = "CODEX_RELAY_API_KEY"
+DEFAULT_KEY_ENV = "CODEX_RELAY_API_KEY"  # relay_api_key_env's default
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One mitmproxy option of the relay: ``loader.add_option(name, typespec, default, help)``."""
+
+    name: str
+    typespec: Any
+    default: Any
+    help: str
+
+
+# Every relay option, declared once (the addon's ``load`` adds them in this order).
+OPTION_SPECS = (
+    OptionSpec(
+        "relay_routes",
+        str,
+        "",
+        "Path of a routes file (TOML): providers, model names and fallbacks (README: The "
+        "routes file). Set, it overrides relay_upstream, relay_model, relay_model_map, "
+        "relay_profile and relay_api_key_env.",
+    ),
+    OptionSpec(
+        "relay_upstream",
+        str,
+        os.environ.get("CODEX_RELAY_UPSTREAM", ""),
+        "Chat Completions base URL of the one upstream, e.g. https://api.deepseek.com/v1 "
+        "(default: $CODEX_RELAY_UPSTREAM); shorthand for a one-provider routes file.",
+    ),
+    OptionSpec(
+        "relay_api_key_env",
+        str,
+        DEFAULT_KEY_ENV,
+        "Name of the environment variable holding relay_upstream's API key. The key itself is "
+        "never an option, so it never appears on a command line or in a saved config.",
+    ),
+    OptionSpec(
+        "relay_model",
+        str,
+        "",
+        "Upstream model for requests whose model is not mapped by relay_model_map (an "
+        "unmodified Codex sends gpt-5.5). Empty: the client's model is sent as is.",
+    ),
+    OptionSpec(
+        "relay_model_map",
+        Sequence[str],
+        [],
+        "Model mappings client=upstream, e.g. gpt-5.5=deepseek-chat.",
+    ),
+    OptionSpec(
+        "relay_profile",
+        str,
+        "",
+        f"relay_upstream's provider profile ({', '.join(sorted(PROFILES))}); empty: guessed "
+        "from its host, else generic.",
+    ),
+    OptionSpec(
+        "relay_hosts",
+        Sequence[str],
+        list(DEFAULT_HOSTS),
+        "In proxy modes, host/path prefixes whose /responses endpoint is relayed.",
+    ),
+    OptionSpec(
+        "relay_reasoning",
+        str,
+        "summary",
+        "How upstream reasoning is shown to Codex: summary | raw | hidden.",
+    ),
+    OptionSpec(
+        "relay_timeout",
+        int,
+        300,
+        "Seconds the upstream may stay silent (connecting, before its headers, or between "
+        "stream chunks) before the relay gives up on it; Codex then retries.",
+    ),
+    OptionSpec(
+        "relay_keepalive",
+        int,
+        10,
+        "Seconds of upstream silence after which the client is sent a sign of life "
+        "(response.in_progress), so its idle timeout does not fire while a model thinks.",
+    ),
+    OptionSpec(
+        "relay_retry_wait",
+        int,
+        2,
+        "Seconds: an upstream 429 whose Retry-After is at most this long is retried on the "
+        "same provider after that delay, before any fallback; 0 never waits.",
+    ),
+    OptionSpec(
+        "relay_state",
+        str,
+        "sqlite",
+        "Where conversations for previous_response_id are kept: sqlite (a file in the "
+        "confdir; survives restarts), sqlite:///path, memory, or redis://host:port/db "
+        "(shared by several relays).",
+    ),
+    OptionSpec(
+        "relay_history_entries",
+        int,
+        Limits().max_entries,
+        "Conversations kept for previous_response_id (least recently used evicted first).",
+    ),
+    OptionSpec(
+        "relay_history_mb",
+        int,
+        Limits().max_bytes // (1024 * 1024),
+        "Megabytes of conversations kept for previous_response_id.",
+    ),
+    OptionSpec(
+        "relay_history_ttl",
+        int,
+        int(Limits().ttl_s),
+        "Seconds a conversation is kept for previous_response_id.",
+    ),
+)
+# What ``load_config`` reads: the relay's options and mitmproxy's confdir.
+OPTIONS = (*(o.name for o in OPTION_SPECS), "confdir")
 
 
 class ConfigError(ValueError):
@@ -218,3 +337,37 @@ class RoutesFile:
             return None, None
         self._seen = seen
         return None, why
+
+
+# ---------------------------------------------------------------------- the start line
+
+
+def table_line(table: RouteTable) -> str:
+    """Providers (URL, profile, key variable and whether it is set: never the key) and what
+    each model name goes to."""
+    providers = "; ".join(
+        f"{p.name} = {p.base_url} (profile {p.profile.name}, "
+        + (
+            f"key ${p.api_key_env} {'set' if p.api_key else 'MISSING'})"
+            if p.api_key_env
+            else "no key)"
+        )
+        for p in table.providers.values()
+    )
+    models = ", ".join(
+        f"{m.name} -> {m.provider}:{m.upstream_model or ('(as asked)' if m.is_glob else m.name)}"
+        + (f" (then {', '.join(m.fallbacks)})" if m.fallbacks else "")
+        for m in table.models.values()
+    )
+    default = f"; default {table.default_model}" if table.default_model else ""
+    return f"providers {providers}; models {models}{default}"
+
+
+def start_line(config: RelayConfig) -> str:
+    table = config.routes
+    assert table is not None
+    source = str(config.routes_file.path) if config.routes_file else table.source
+    line = f"routes from {source}: {table_line(table)}"
+    if config.ignored:
+        line += f"; {', '.join(config.ignored)} ignored (relay_routes is set)"
+    return line

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mitmrelay.config import ConfigError, RoutesFile, load_config
+from mitmrelay.config import ConfigError, RoutesFile, load_config, start_line
 
 ENV = {"K1": "sk-one", "K2": "sk-two"}
 ROUTES = """
@@ -159,3 +159,32 @@ def test_an_unreadable_routes_file_after_a_change_is_said(tmp_path):
     watched.path = type("P", (type(path),), {"read_bytes": unreadable})(path)
     table, why = watched.check()
     assert table is None and why.endswith("cannot be read (Permission denied)")
+
+
+def test_the_start_line_names_every_route_and_key_variable_never_a_key(tmp_path):
+    path = tmp_path / "routes.toml"
+    path.write_text(
+        ROUTES
+        + '[providers.local]\nbase_url = "http://127.0.0.1:2/v1"\n'
+        + '[models."q/*"]\nprovider = "local"\n'
+        + '[models.b]\nprovider = "one"\nupstream_model = "bee"\nfallbacks = ["a"]\n'
+    )
+    line = start_line(config(relay_routes=str(path), relay_model="x"))
+    assert line == (
+        f"routes from {path}: providers one = http://127.0.0.1:1/v1 (profile generic, key $K1 "
+        "set); local = http://127.0.0.1:2/v1 (profile generic, no key); models a -> one:a, "
+        "q/* -> local:(as asked), b -> one:bee (then a); relay_model ignored (relay_routes "
+        "is set)"
+    )
+    assert "sk-one" not in line
+
+
+def test_the_start_line_of_the_single_upstream_options_says_a_missing_key():
+    c = load_config(
+        {**DEFAULTS, "relay_upstream": "https://api.deepseek.com/v1", "relay_model": "m"}, {}
+    )
+    assert start_line(c) == (
+        "routes from the relay_upstream options: providers api.deepseek.com = "
+        "https://api.deepseek.com/v1 (profile deepseek, key $CODEX_RELAY_API_KEY MISSING); "
+        "models * -> api.deepseek.com:m"
+    )
