@@ -439,3 +439,19 @@ def test_an_outcome_before_any_attempt_names_the_planned_target():
 def test_an_exchange_needs_a_target():
     with pytest.raises(ValueError):
         Exchange(request(), (), response_id="r", started_at=0, new_id=str)
+
+
+def test_a_hostile_model_name_stays_on_one_line():
+    outcome = refused_outcome(
+        client_model="gpt\r\nFAKE relay 00000000: injected",
+        response_id="r",
+        stream=False,
+        started_at=0.0,
+        total_s=0.0,
+        status=400,
+        code="model_not_found",
+        detail="The model 'gpt\r\nx' does not exist",
+    )
+    for text in (log_line("12345678", outcome), comment(outcome)):
+        assert "\n" not in text and "\r" not in text
+        assert "gpt\\r\\nFAKE" in text

@@ -436,10 +436,17 @@ def _attempt_text(attempt: AttemptOutcome) -> str:
     return f"{attempt.provider} ({status} {attempt.failure or 'failed'})"
 
 
+def printable(text: str) -> str:
+    """``text`` safe for one log line or comment: control characters (a client's CR/LF in a
+    model name) escaped, never interpreted."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def log_line(flow_id: str, outcome: ExchangeOutcome) -> str:
     """The one INFO line per exchange (no prompt content, no key)."""
     parts = [
-        f"relay {flow_id[:8]}: {outcome.client_model} -> {outcome.upstream_model or '-'}",
+        f"relay {flow_id[:8]}: {printable(outcome.client_model)} -> "
+        f"{printable(outcome.upstream_model) or '-'}",
         outcome.status,
         tokens_text(outcome.usage),
         f"in {outcome.total_s:.2f}s",
@@ -450,14 +457,15 @@ def log_line(flow_id: str, outcome: ExchangeOutcome) -> str:
     line = " ".join(parts)
     if outcome.failure:
         why = f"{outcome.failure}: {outcome.detail}" if outcome.detail else outcome.failure
-        line += f" ({why})"
+        line += f" ({printable(why)})"
     return line
 
 
 def comment(outcome: ExchangeOutcome) -> str:
     """mitmweb's comment on the client leg."""
     parts = [
-        f"mitmrelay: {outcome.client_model} -> {outcome.upstream_model or '-'}",
+        f"mitmrelay: {printable(outcome.client_model)} -> "
+        f"{printable(outcome.upstream_model) or '-'}",
         outcome.status,
         tokens_text(outcome.usage),
     ]
