@@ -62,6 +62,7 @@ reasoning = false
 [models."kimi-k2"]
 provider = "deepseek"
 upstream_model = "kimi-k2-thinking"
+vision = true
 
 [models."qwen/*"]
 provider = "deepseek"
@@ -99,7 +100,7 @@ def test_each_entry_carries_what_its_route_says():
     assert kimi["context_window"] == DEFAULT_CONTEXT_WINDOW
     assert chat["apply_patch_tool_type"] == kimi["apply_patch_tool_type"] == "freeform"
     assert chat["input_modalities"] == ["text"] and chat["supports_image_detail_original"] is False
-    assert kimi["input_modalities"] == ["text", "image"]
+    assert kimi["input_modalities"] == ["text", "image"]  # the route overrides the profile
     assert kimi["supports_image_detail_original"] is True
     assert chat["supported_reasoning_levels"] == [] and chat["default_reasoning_level"] is None
     assert kimi["supported_reasoning_levels"] == LEVELS
@@ -124,3 +125,14 @@ def test_fields_the_template_lacks_are_not_added():
     template = {k: v for k, v in PLAIN.items() if k != "supports_image_detail_original"}
     entry = catalog_entry(template, "m", table().plan("deepseek-chat")[0], 1)
     assert "supports_image_detail_original" not in entry
+
+
+def test_switches_a_route_leaves_out_come_from_the_profile():
+    t = parse_routes(
+        ROUTES + '[models."plain"]\nprovider = "deepseek"\n', source="r", env={}, require_keys=False
+    )
+    entry = build_catalog(BUNDLED, t)["models"][-1]
+    target = t.plan("plain")[0]
+    assert entry["slug"] == "plain"
+    assert (entry["input_modalities"] == ["text", "image"]) is target.provider.profile.vision
+    assert bool(entry["supported_reasoning_levels"]) is target.provider.profile.reasoning

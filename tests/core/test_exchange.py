@@ -455,3 +455,36 @@ def test_a_hostile_model_name_stays_on_one_line():
     for text in (log_line("12345678", outcome), comment(outcome)):
         assert "\n" not in text and "\r" not in text
         assert "gpt\\r\\nFAKE" in text
+
+
+def test_each_attempt_is_translated_with_its_routes_switches():
+    from mitmrelay.core.routes import parse_routes
+
+    routes = parse_routes(
+        """
+[providers.p]
+base_url = "http://127.0.0.1:1/v1"
+[models.blind]
+provider = "p"
+vision = false
+reasoning = false
+fallbacks = ["seeing"]
+[models.seeing]
+provider = "p"
+vision = true
+""",
+        source="r",
+        env={},
+    )
+    image = {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
+    req = request(
+        model="blind",
+        input=[{"type": "message", "role": "user", "content": [image]}],
+        reasoning={"effort": "high"},
+    )
+    ex = Exchange(req, routes.plan("blind"), response_id="r", started_at=0, new_id=str)
+    blind = ex.first_call()
+    assert "image_url" not in json.dumps(blind.chat["messages"])  # a note in its place
+    _, seeing = ex.next_call(http(503, {"error": {"message": "busy"}}))
+    (part,) = seeing.chat["messages"][0]["content"]
+    assert part["type"] == "image_url"

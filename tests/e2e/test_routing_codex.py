@@ -23,6 +23,8 @@ from support.codex import CLIENT_KEY, CODEX_BIN, CodexHarness, codex_available, 
 from support.fake_upstream import FakeUpstream, Reply, error, text, tool_call
 from support.mitm import MitmRelay
 
+from mitmrelay.core.request import IMAGE_OMITTED
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
@@ -60,6 +62,10 @@ context_window = 20000
 provider = "alpha"
 upstream_model = "primary-model"
 fallbacks = ["kimi-k2"]
+
+[models."textonly/*"]
+provider = "alpha"
+vision = false
 """
 
 
@@ -265,6 +271,24 @@ def test_a_text_only_model_gets_no_image_from_codex(
     assert "image content omitted because you do not support image input" in user_texts(chat)
 
 
+def test_an_image_codex_sends_to_a_text_only_model_becomes_a_note(
+    alpha: FakeUpstream, codex: CodexHarness, tmp_path: Path
+) -> None:
+    # A glob route has no catalog entry: Codex's fallback metadata takes images, so the image
+    # reaches the relay, which puts a note in its place for the text-only route.
+    (tmp_path / "red.png").write_bytes(tiny_png())
+    alpha.enqueue(text("Noted."))
+    run = codex.exec(
+        "What is in this image?", images=[tmp_path / "red.png"], options=["-m", "textonly/m1"]
+    )
+    assert_ok(run)
+    (chat,) = alpha.chat_requests()
+    assert chat["model"] == "textonly/m1"
+    assert "data:image" not in json.dumps(chat["messages"])
+    assert IMAGE_OMITTED in user_texts(chat)
+    assert "What is in this image?" in user_texts(chat)
+
+
 def test_codex_shows_the_relays_model_not_found(
     alpha: FakeUpstream, beta: FakeUpstream, codex: CodexHarness
 ) -> None:
@@ -273,7 +297,7 @@ def test_codex_shows_the_relays_model_not_found(
     shown = "\n".join(run.errors())
     # Codex shows the message of a 400 it does not special-case (docs/codex-contract.md §8).
     assert "The model 'gpt-9-unrouted' does not exist" in shown, run.describe()
-    assert "deepseek-chat, kimi-k2, flaky-primary" in shown
+    assert "deepseek-chat, kimi-k2, flaky-primary, textonly/*" in shown
     assert alpha.requests == beta.requests == []
 
 

@@ -20,10 +20,11 @@ Rules:
 3. The client always sees the model name it asked for, whichever target served
    (``TranslationContext.client_model``); ids and the response object stay the first
    attempt's across retries and fallbacks (``StreamTranslator.continue_from``).
-4. A route's ``max_output_tokens`` bounds the upstream's output (the lower of it and the
-   client's own bound): Codex never sends one (docs/codex-contract.md §4) and its model
-   catalog has no field for it. A route with ``reasoning = false`` sends no
-   ``reasoning_effort``, which non-reasoning models may refuse.
+4. Each attempt is translated with its route's switches: ``vision`` (without it every image
+   becomes a text note) and ``reasoning`` (without it no thinking switch and no reasoning
+   placeholder: core/request.py rules 8 and 9). A route's ``max_output_tokens`` bounds the
+   upstream's output (the lower of it and the client's own bound): Codex never sends one
+   (docs/codex-contract.md §4) and its model catalog has no field for it.
 5. The call_id -> reasoning map is kept per provider (``reasoning_key``): call ids are only
    unique within one provider (Kimi's ``functions.name:0`` and Mistral's 9-character ids
    repeat across conversations and providers), and one provider's reasoning is no answer to
@@ -289,8 +290,10 @@ class Exchange:
             profile=target.provider.profile,
             history=self.history,
             carrier=self.carrier,
+            vision=target.vision,
+            reasoning=target.reasoning,
         )
-        _apply_route(chat, target)
+        _bound_output(chat, target)
         call = UpstreamCall(index, target, chat, _dumps(chat), ctx)
         self.calls.append(call)
         return call
@@ -478,7 +481,7 @@ def comment(outcome: ExchangeOutcome) -> str:
 # ---------------------------------------------------------------------- helpers
 
 
-def _apply_route(chat: dict[str, Any], target: Target) -> None:
+def _bound_output(chat: dict[str, Any], target: Target) -> None:
     """Rule 4, on the translated request."""
     profile = target.provider.profile
     bound = target.route.max_output_tokens
@@ -486,8 +489,6 @@ def _apply_route(chat: dict[str, Any], target: Target) -> None:
     if bound is not None and name not in profile.drop_params:
         current = chat.get(name)
         chat[name] = bound if not isinstance(current, int) else min(current, bound)
-    if not target.reasoning:
-        chat.pop("reasoning_effort", None)
 
 
 def _field(call: UpstreamCall) -> str:
