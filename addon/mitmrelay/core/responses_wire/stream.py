@@ -57,7 +57,7 @@ from mitmrelay.core.errors import RelayError
 from mitmrelay.core.freeform_input import FreeformInputDecoder
 from mitmrelay.core.reasoning import ReasoningCarrier, ReasoningPayload
 from mitmrelay.core.sse import SSEDecoder, encode_event
-from mitmrelay.core.stream import WIRE_ERROR_CODES, Phase, ReasoningMode
+from mitmrelay.core.stream import WIRE_ERROR_CODES, Handover, HandsOver, Phase, ReasoningMode
 from mitmrelay.core.toolnames import upstream_name
 
 from .errors import map_error_event, map_failed_response
@@ -139,7 +139,6 @@ class _Call(_Item):
     __slots__ = (
         "call_id",
         "custom",
-        "decoded",
         "decoder",
         "emitted",
         "final",
@@ -154,11 +153,9 @@ class _Call(_Item):
         self.name = upstream.get("name") if isinstance(upstream.get("name"), str) else ""
         self.call_id = ""
         # Arguments (or a native custom call's input) received so far, as pieces: joined only
-        # when needed, so a long call costs linear time. The freeform decoder reads the whole
-        # prefix on every piece (core/freeform_input.py's contract): it gets ``decoded``, the
-        # same text kept as one string, quadratic in the call's length as on the Chat wire.
+        # when needed, so a long call costs linear time (the freeform decoder, too, takes each
+        # piece once: core/freeform_input.py).
         self.streamed: list[str] = []
-        self.decoded = ""
         self.final: str | None = None  # from a *.done event, authoritative
         self.origin: Any = None  # the client's ToolOrigin, when the relay renamed the tool
         self.decoder: FreeformInputDecoder | None = None
@@ -239,20 +236,31 @@ class ResponsesNormaliser:
         """Items whose output_item.done was sent, in output_index order."""
         return [self._finished[i] for i in sorted(self._finished)]
 
-    def continue_from(self, previous: Any) -> None:
+    def handover(self) -> Handover:
+        """Where the client's stream stands, for the next attempt's translator (core/stream.py's
+        ``Handover``). Raises ``ValueError`` once an output item went out."""
+        if self.has_output:
+            raise ValueError("the previous attempt already sent output items")
+        return Handover(
+            started=self.phase is not Phase.NEW,
+            next_sequence=self._seq,
+            response_id=self._response_id,
+            created_at=self._created_at,
+        )
+
+    def continue_from(self, previous: HandsOver) -> None:
         """Take over the client's stream from ``previous`` (this class or core/stream.py's
         ``StreamTranslator``), an attempt that failed before any output item: what it sent
         stands, so no second response.created, and sequence numbers go on. Raises
         ``ValueError`` if ``previous`` sent an output item or this normaliser has started."""
-        if previous.has_output:
-            raise ValueError("the previous attempt already sent output items")
+        handover = previous.handover()
         if self.phase is not Phase.NEW:
             raise ValueError("this normaliser has already started")
-        if previous.phase is not Phase.NEW:
+        if handover.started:
             self.phase = Phase.STREAMING
-        self._seq = previous._seq
-        self._response_id = previous._response_id
-        self._created_at = previous._created_at
+        self._seq = handover.next_sequence
+        self._response_id = handover.response_id
+        self._created_at = handover.created_at
         self.response = self._response_object("in_progress")
 
     def start(self) -> bytes:
@@ -597,8 +605,7 @@ class ResponsesNormaliser:
 
     def _call_progress(self, call: _Call, delta: str) -> None:
         if call.decoder is not None:
-            call.decoded += delta
-            piece = call.decoder.feed(call.decoded)
+            piece = call.decoder.feed(delta)
             if piece:
                 call.emitted.append(piece)
                 self._emit_delta(INPUT_DELTA, call, piece)
