@@ -187,6 +187,10 @@ class StreamTranslator:
         if previous.phase is not Phase.NEW:
             self.phase = Phase.STREAMING
         self._seq = previous._seq
+        if previous.phase is Phase.DONE:
+            # Its terminal event (response.failed) never reached the client: a stream has one,
+            # and this one goes on. The link withholds it, so numbering resumes at its number.
+            self._seq -= 1
         self._response_id = previous._response_id
         self._created_at = previous._created_at
         self.response = self._response_object("in_progress")
