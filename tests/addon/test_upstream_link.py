@@ -1135,3 +1135,50 @@ def test_chunked_bodies_do_not_depend_on_how_reads_fall(pieces, trailers, cuts):
 def test_any_bytes_give_a_body_or_a_failure_never_an_exception(garbage, cuts):
     sink = read_through_connection(SSE_HEAD + garbage, cuts)
     assert sink.failure is None or isinstance(sink.failure, LinkFailure)
+
+
+# ------------------------------------------------------------------------ the client's side
+
+
+def test_a_burst_of_events_goes_to_mitmproxy_in_one_piece_within_the_flush_interval():
+    """The first event at once; those right after it wait (at most FLUSH_S) and go together;
+    the end sends what waits before the final chunk."""
+    from mitmrelay.link.server import FLUSH_S, ClientAnswer, _MitmproxySide
+
+    async def main() -> list[bytes]:
+        side = _MitmproxySide(new_link("x"))
+        transport = _Transport()
+        side.connection_made(transport)
+        side.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+        answer = ClientAnswer(side)
+        answer.start(200, [("content-type", "text/event-stream")])
+        seen = []
+
+        def sent() -> bytes:
+            out = bytes(transport.written)
+            transport.written.clear()
+            return out
+
+        sent()
+        answer.data(b"one")
+        seen.append(sent())
+        answer.data(b"two")
+        answer.data(b"three")
+        seen.append(sent())  # nothing yet
+        await asyncio.sleep(FLUSH_S * 3)
+        seen.append(sent())
+        await asyncio.sleep(FLUSH_S * 3)
+        answer.data(b"four")  # after a pause: at once
+        answer.data(b"five")
+        seen.append(sent())
+        answer.end()
+        seen.append(sent())
+        return seen
+
+    assert asyncio.run(main()) == [
+        b"3\r\none\r\n",
+        b"",
+        b"8\r\ntwothree\r\n",
+        b"4\r\nfour\r\n",
+        b"4\r\nfive\r\n0\r\n\r\n",
+    ]

@@ -13,12 +13,15 @@ token``; this server takes the job whose token the request names and runs its up
    its upstream connection closed, never pooled.
 4. When mitmproxy reads more slowly than the upstream writes (the transport's write buffer is
    full), reading from the upstream pauses until it drains.
+5. A burst of events is sent to mitmproxy in one piece, each event waiting ``FLUSH_S`` at
+   most; an event after a pause goes out at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import ssl
 import time
@@ -37,6 +40,12 @@ logger = logging.getLogger("mitmrelay.link")
 
 JOB_TTL_S = 600.0  # a registered job whose flow never arrived is forgotten after this
 MAX_JOBS = 10_000  # registered jobs waiting for their flow; the oldest go first
+# Events written within FLUSH_S of the previous send to mitmproxy wait and go with the next
+# send, at most FLUSH_S later: a burst of upstream events (a fast model, 1 ms apart) then costs
+# mitmproxy one chunk to carry instead of one per event, and mitmproxy's per-chunk work is most
+# of the relay's CPU (bench/relay_cpu.py). An event after a pause goes out at once, so neither
+# the first event nor a keep-alive waits.
+FLUSH_S = 0.002
 _JOB_HEADER = JOB_HEADER.encode()
 _REFUSED = (
     b'{"error":{"message":"mitmrelay: unknown link job",'
@@ -239,13 +248,18 @@ class _MitmproxySide(asyncio.Protocol):
 
 class ClientAnswer:
     """The answer to mitmproxy, framed by h11: chunked while it streams (its length is not
-    known in advance), with a length when it is whole."""
+    known in advance), with a length when it is whole. Streamed data is sent at once, or
+    within ``FLUSH_S`` with what follows it; ``end()`` sends what waits first."""
 
     def __init__(self, side: _MitmproxySide) -> None:
         assert side.transport is not None
         self._h11 = side.h11
         self._transport = side.transport
         self.started = False
+        self._loop = asyncio.get_running_loop()
+        self._batch: list[bytes] = []
+        self._last_send = -math.inf
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     @property
     def gone(self) -> bool:
@@ -256,12 +270,35 @@ class ClientAnswer:
         self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
 
     def data(self, data: bytes) -> None:
+        now = self._loop.time()
+        if self._batch or now - self._last_send < FLUSH_S:
+            self._batch.append(data)
+            if self._flush_timer is None:
+                self._flush_timer = self._loop.call_at(self._last_send + FLUSH_S, self._flush)
+            return
+        self._last_send = now
+        self._write(data)
+
+    def _flush(self) -> None:
+        self._flush_timer = None
+        if self._batch:
+            data = b"".join(self._batch)
+            self._batch.clear()
+            self._last_send = self._loop.time()
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         # One write of the framed chunk: a transport's write() sends at once when its buffer
         # is empty, where writelines() also registers and unregisters a writer with the
         # selector (two more system calls per event; bench/relay_cpu.py).
+        if self.gone:
+            return
         self._transport.write(b"".join(self._h11.send_with_data_passthrough(h11.Data(data=data))))
 
     def end(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+        self._flush()
         self._send(h11.EndOfMessage())
 
     def answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
@@ -269,8 +306,8 @@ class ClientAnswer:
         headers = [*headers, ("content-length", str(len(body)))]
         self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         if body:
-            self.data(body)
-        self.end()
+            self._write(body)
+        self._send(h11.EndOfMessage())
 
     def _send(self, event: h11.Event) -> None:
         if self._h11.our_state is h11.ERROR or self.gone:
