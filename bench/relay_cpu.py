@@ -20,7 +20,8 @@ clock; ``/proc/<pid>/stat`` gives the same in 10 ms ticks). Each figure is margi
 long stream minus CPU of a ``SHORT``-event stream through the same proxy, divided by the
 difference in events, so per-request costs (connections, request translation, hooks, log
 lines) cancel. Repeated ``--repeat`` times, interleaved; medians (min-max) are printed.
-Finally (unless ``--no-profile``) one relay stream is run under cProfile inside mitmdump and
+Finally (unless ``--no-profile``) one relay stream is run under cProfile (timing CPU, not wall
+time) inside mitmdump and
 its busy time (the event loop's idle ``epoll`` wait left out) is split by where it was spent;
 cProfile inflates call-heavy code, so these are rough shares, and a coroutine counts one call
 per resumption.
@@ -58,7 +59,7 @@ SETTLE_S = 0.15  # after the client has its last byte: mitmproxy finishes the fl
 # request: "pass" (stream the upstream's bytes untouched: the baseline),
 # "count" (log how many reads the .stream callable saw), "profile" (cProfile the flow).
 PROBE = r"""
-import cProfile, logging
+import cProfile, logging, time
 PROFILE_OUT = {profile_out!r}
 
 class Counter:
@@ -75,7 +76,9 @@ class Probe:
     def requestheaders(self, flow):
         flow.metadata["bench"] = tags = flow.request.headers.get("x-bench", "")
         if "profile" in tags:
-            self.profiler = cProfile.Profile()
+            # CPU time, not wall time: on a loaded machine a preempted system call would
+            # otherwise look expensive.
+            self.profiler = cProfile.Profile(time.process_time)
             self.profiler.enable()
     def responseheaders(self, flow):
         tags = flow.metadata.get("bench", "")
