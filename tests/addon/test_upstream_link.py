@@ -1182,3 +1182,35 @@ def test_a_burst_of_events_goes_to_mitmproxy_in_one_piece_within_the_flush_inter
         b"4\r\nfour\r\n",
         b"4\r\nfive\r\n0\r\n\r\n",
     ]
+
+
+def test_a_client_that_does_not_read_stops_the_link_reading_the_upstream():
+    """Back-pressure: while mitmproxy does not take the answer, the link does not read the
+    upstream's stream into memory; the upstream's own send buffer fills instead."""
+    piece = chunked(delta("x" * 65536))
+    total = 48 * 1024 * 1024
+
+    async def scenario(link: UpstreamLink, up: ScriptedUpstream) -> int:
+        token = link.register(job_for(up.url))
+        _, writer = await asyncio.open_connection("127.0.0.1", link.port)
+        writer.transport.pause_reading()  # mitmproxy, stalled: it reads nothing
+        writer.write(
+            b"POST / HTTP/1.1\r\nhost: x\r\n%s: %s\r\ncontent-length: 0\r\n\r\n"
+            % (JOB_HEADER.encode(), token.encode())
+        )
+        ex = await up.next()
+        ex.write(SSE_HEAD)
+        for _ in range(total // len(piece)):
+            ex.write(piece)
+        upstream = ex.writer.transport
+        # Wait until the upstream's buffer stops shrinking: without back-pressure the link
+        # reads all 48 MB into its own buffers and it falls to nothing.
+        sizes = [upstream.get_write_buffer_size()]
+        while sizes[-1] and (len(sizes) < 50 or sizes[-1] != sizes[-50]):
+            await asyncio.sleep(0.01)
+            sizes.append(upstream.get_write_buffer_size())
+        writer.close()
+        return sizes[-1]
+
+    # Kernel buffers on both hops absorb up to ~20 MB (loopback autotuning); the rest waits.
+    assert scripted(scenario) > 12 * 1024 * 1024

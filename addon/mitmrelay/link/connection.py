@@ -80,6 +80,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._decoder: _Decoder | None = None
         self._pumping = False
 
+    @property
+    def reusable(self) -> bool:
+        """Idle and still open both ways: the upstream has not said it is done with it (a
+        FIN may come before the transport reports the connection lost)."""
+        return not (self.closed or self._eof or self._dropped)
+
     # ------------------------------------------------------------------ protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

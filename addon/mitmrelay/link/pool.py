@@ -48,7 +48,7 @@ class ConnectionPool:
             now = self.clock.now()
             while idle:
                 conn = idle.pop()
-                if not conn.closed and now - conn.idle_since < POOL_IDLE_S:
+                if conn.reusable and now - conn.idle_since < POOL_IDLE_S:
                     return conn, True
                 conn.close()
         return await self._open(url, key, tls() if url.scheme == "https" else None, proxy), False
