@@ -17,9 +17,11 @@ does to the request. Set-ups, each its own process on loopback:
 - ``codex-relay``: the Rust binary of the ``codex-relay`` wheel (0.5.8), bound to 127.0.0.1
   with its upstream set to the fake one (its default upstream is a public service: never
   used), no corpus recording, in-memory history; the client sends the Responses request;
-- ``LiteLLM``: its proxy (``litellm --config``), only if the ``litellm`` command is installed,
-  its model routed to the fake upstream as an OpenAI-compatible Chat Completions endpoint;
-  the client sends the Responses request to its ``/v1/responses`` bridge.
+- ``LiteLLM``: its proxy (``litellm --config``), only if a ``litellm`` command is on PATH
+  (``pip install 'litellm[proxy]'``, in any environment), every model routed to the fake
+  upstream as ``deepseek/…``: a provider whose Responses requests LiteLLM bridges to Chat
+  Completions (``openai/`` or ``hosted_vllm/`` would call the upstream's own ``/responses``);
+  the client sends the Responses request to its ``/v1/responses``.
 
 Workloads (the issue's table): 2 000 text chunks; a tool call whose 200 KB of arguments come
 in 2 000 chunks; 2 000 reasoning chunks; 20 concurrent streams of 500 chunks; one request with
@@ -69,6 +71,9 @@ SHORT = 20  # events of the short stream whose CPU is subtracted
 CONCURRENT = 20
 SETTLE_S = 0.15  # after the last byte: the relay finishes its per-request work
 TOOL_ARGUMENTS_BYTES = 200_000
+# The client's key for every set-up (LiteLLM's proxy refuses to start without a strong master
+# key; the others ignore it or send their own upstream).
+CLIENT_KEY = "sk-bench-" + "5f3a" * 16
 PASS_SCRIPT = """
 class Pass:
     def responseheaders(self, flow):
@@ -341,8 +346,9 @@ def codex_relay(up: PacedUpstream, tmp: Path) -> Iterator[Peer]:
 
 @contextlib.contextmanager
 def litellm(up: PacedUpstream, tmp: Path) -> Iterator[Peer]:
-    """LiteLLM's proxy, its one model an OpenAI-compatible Chat Completions endpoint (the fake
-    upstream); Responses requests go through its Chat Completions bridge."""
+    """LiteLLM's proxy, every model sent to the fake upstream as DeepSeek, so that Responses
+    requests go through its Chat Completions bridge; a master key, as it requires, no price
+    list fetched at start."""
     binary = shutil.which("litellm") or str(Path(sys.executable).with_name("litellm"))
     port = free_port()
     config = tmp / "litellm.yaml"
@@ -350,7 +356,7 @@ def litellm(up: PacedUpstream, tmp: Path) -> Iterator[Peer]:
         "model_list:\n"
         "  - model_name: '*'\n"
         "    litellm_params:\n"
-        "      model: 'hosted_vllm/*'\n"
+        "      model: 'deepseek/*'\n"
         f"      api_base: '{up.url}'\n"
         "      api_key: 'sk-bench'\n"
         "litellm_settings:\n"
@@ -360,7 +366,8 @@ def litellm(up: PacedUpstream, tmp: Path) -> Iterator[Peer]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(tmp),
         "LITELLM_LOG": "ERROR",
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no price list fetched at start
+        "LITELLM_MASTER_KEY": CLIENT_KEY,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
     proc = subprocess.Popen(
         [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
@@ -409,7 +416,7 @@ def request(peer: Peer, body: bytes) -> Got:
             "POST",
             peer.path,
             body,
-            {"content-type": "application/json", "authorization": "Bearer sk-bench"},
+            {"content-type": "application/json", "authorization": f"Bearer {CLIENT_KEY}"},
         )
         response = conn.getresponse()
         first = response.read1(65536)

@@ -132,6 +132,7 @@ class PacedUpstream:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.n = 0  # events of the next stream
+        self.gap_s = GAP_S
         self.streams: dict[int, list[bytes]] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -161,7 +162,7 @@ class PacedUpstream:
                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
                 )
                 for event in stream:
-                    time.sleep(GAP_S)
+                    time.sleep(self.gap_s)
                     conn.sendall(event)
         except OSError:
             pass
@@ -332,6 +333,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=GAP_S * 1e3,
+        help="between two upstream events; the link batches events closer than 2 ms apart",
+    )
+    parser.add_argument(
         "--also",
         type=Path,
         action="append",
@@ -347,6 +354,7 @@ def main() -> None:
     ).encode()
     responses = b'{"model":"m","input":"x","stream":true}'
     up = PacedUpstream()
+    up.gap_s = args.gap_ms / 1e3
     stats: pstats.Stats | None = None
     with tempfile.TemporaryDirectory() as tmp:
         plain, relay = proxies(Path(tmp), up)
@@ -384,7 +392,7 @@ def main() -> None:
 
     base = statistics.median(setups[0].per_event)
     print(
-        f"{n} text deltas, one write each, {GAP_S * 1e3:g} ms apart; mitmdump's CPU per event, "
+        f"{n} text deltas, one write each, {up.gap_s * 1e3:g} ms apart; mitmdump's CPU per event, "
         f"marginal over a {SHORT}-event stream; median (min-max) of {args.repeat} runs; "
         "ratio: median of the per-run ratios"
     )
