@@ -1,7 +1,7 @@
 """The upstream link: a loopback HTTP/1.1 server on mitmproxy's event loop that makes the
 upstream call of each relayed flow and, for a streamed call, translates the stream.
 
-Why it exists. mitmproxy alone cannot do three things the relay needs (mitmproxy-notes.md
+Why it exists. mitmproxy alone cannot do three things the relay needs (docs/mitmproxy-notes.md
 §5-§6): a ``.stream`` callable runs only when upstream bytes arrive, so nothing can reach Codex
 while a reasoning model thinks before its first byte; an unreachable, TLS-failing or silent
 upstream becomes mitmproxy's fixed HTML 502; and a connection cut mid-stream becomes a
@@ -17,8 +17,9 @@ Split by what changes together:
 - ``pool.py``: opening connections (TLS, upstream proxy) and keeping them alive;
 - ``job.py``: what the relay and the link hand each other; ``clock.py``: the link's time.
 
-Standard library and h11 only (mitmproxy's standalone builds cannot import httpx, but ship h11:
-mitmproxy-notes.md §0); no mitmproxy import, so it runs and is tested on a bare event loop.
+Standard library and h11 only: mitmproxy's standalone builds cannot import httpx
+(docs/mitmproxy-notes.md §0), and h11 is one of mitmproxy's own dependencies (its HTTP/1
+layer parses with it). No mitmproxy import, so it runs and is tested on a bare event loop.
 """
 
 from .call import COMMIT_GRACE_S, KEEPALIVE_GAP_S, MAX_ERROR_BODY, MAX_WHOLE_BODY, Phase

@@ -10,7 +10,7 @@ attempts. Where the client's answer stands is the call's ``Phase``:
   hooks map errors and translate whole answers.
 - ``STREAMING``: the client has ``200 text/event-stream`` from the link (``LOCAL_HEADER:
   translated``) and gets the translator's events; from here on every failure is the
-  translator's ``response.failed``, never a truncated body (mitmproxy-notes.md §6).
+  translator's ``response.failed``, never a truncated body (docs/mitmproxy-notes.md §6).
 - ``DONE``: the answer has ended (a terminal event, a whole answer, or a JSON error).
 
 Rules:
@@ -18,11 +18,11 @@ Rules:
 1. A call with a translator commits (``PENDING`` → ``STREAMING``, ``response.created`` at once)
    when an upstream's event stream starts, or after ``COMMIT_GRACE_S`` (at most
    ``keepalive_s``) without one: a reasoning model may think for minutes before its headers,
-   and Codex must hear something (mitmproxy-notes.md §5, "a callable cannot run ahead of the
+   and Codex must hear something (docs/mitmproxy-notes.md §5, "a callable cannot run ahead of the
    upstream's headers", is why the link exists).
 2. One heartbeat timer, on the injected clock, does every timed thing: the commit of rule 1;
    a keep-alive (the translator's ``response.in_progress``, not an SSE comment: Codex's idle
-   timer counts only events its parser yields, codex-contract.md §7.1) after ``keepalive_s``
+   timer counts only events its parser yields, docs/codex-contract.md §7.1) after ``keepalive_s``
    without output; and the idle timeout (``relay_timeout``) while an upstream step (connect,
    head, body) is under way. It is re-armed on state changes only, never per event: each beat
    works out the next due time from the last write and the last upstream data.

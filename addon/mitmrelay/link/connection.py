@@ -19,8 +19,8 @@ transport and h11 and hands what h11 yields to whoever reads the answer:
    ``connect``, ``tls``, ``timeout``, ``cut``, ``protocol``.
 
 The upstream was asked for ``accept-encoding: identity``; some compress anyway, so gzip,
-deflate, br and zstd bodies are decoded incrementally (mitmproxy-notes.md §5: a stream callable
-saw the encoded bytes; the same holds for the link).
+deflate, br and zstd bodies are decoded incrementally (docs/mitmproxy-notes.md §5: a stream
+callable saw the encoded bytes; the same holds for the link).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 - TLS is verified with the context the relay builds from mitmproxy's upstream trust options
   (``ssl_verify_upstream_trusted_ca``/``_confdir``, ``ssl_insecure``); SNI is the upstream's
-  host (mitmproxy-notes.md §2).
+  host (docs/mitmproxy-notes.md §2).
 - Through ``--mode upstream:http://proxy`` an https upstream is reached by ``CONNECT`` (framed
   by h11) and TLS inside the tunnel; a plain http upstream by absolute-form requests to the
-  proxy, as mitmproxy itself does (mitmproxy-notes.md §2, "Corporate proxy").
+  proxy, as mitmproxy itself does (docs/mitmproxy-notes.md §2, "Corporate proxy").
 - A connection whose answer ended cleanly goes back to the pool of its origin (scheme, host,
   port, proxy); one idle for ``POOL_IDLE_S`` or closed by the upstream is not reused. At most
   ``MAX_IDLE_PER_ORIGIN`` idle connections are kept per origin, the oldest closed first.
