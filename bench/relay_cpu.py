@@ -336,7 +336,7 @@ def main() -> None:
         "--gap-ms",
         type=float,
         default=GAP_S * 1e3,
-        help="between two upstream events; the link batches events closer than 2 ms apart",
+        help="between two upstream events; the link batches events closer than 5 ms apart",
     )
     parser.add_argument(
         "--also",
