@@ -1142,7 +1142,7 @@ def test_any_bytes_give_a_body_or_a_failure_never_an_exception(garbage, cuts):
 
 def test_a_burst_of_events_goes_to_mitmproxy_in_one_piece_within_the_flush_interval():
     """The first event at once; those right after it wait (at most FLUSH_S) and go together;
-    the end sends what waits before the final chunk."""
+    an event after a pause at once; the end sends what waits before the final chunk."""
     from mitmrelay.link.server import FLUSH_S, ClientAnswer, _MitmproxySide
 
     async def main() -> list[bytes]:
@@ -1150,7 +1150,8 @@ def test_a_burst_of_events_goes_to_mitmproxy_in_one_piece_within_the_flush_inter
         transport = _Transport()
         side.connection_made(transport)
         side.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
-        answer = ClientAnswer(side)
+        clock = ManualClock()
+        answer = ClientAnswer(side, clock)
         answer.start(200, [("content-type", "text/event-stream")])
         seen = []
 
@@ -1162,17 +1163,20 @@ def test_a_burst_of_events_goes_to_mitmproxy_in_one_piece_within_the_flush_inter
         sent()
         answer.data(b"one")
         seen.append(sent())
+        clock.advance(FLUSH_S / 2)
         answer.data(b"two")
         answer.data(b"three")
+        clock.advance(FLUSH_S / 2 - 0.0001)
         seen.append(sent())  # nothing yet
-        await asyncio.sleep(FLUSH_S * 3)
+        clock.advance(0.0001)  # FLUSH_S after the first send
         seen.append(sent())
-        await asyncio.sleep(FLUSH_S * 3)
+        clock.advance(FLUSH_S * 2)
         answer.data(b"four")  # after a pause: at once
         answer.data(b"five")
         seen.append(sent())
         answer.end()
         seen.append(sent())
+        assert clock.pending == 0  # the end took the waiting timer's place
         return seen
 
     assert asyncio.run(main()) == [

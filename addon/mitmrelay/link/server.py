@@ -32,7 +32,7 @@ from http import HTTPStatus
 import h11
 
 from .call import Call
-from .clock import Clock, LoopClock
+from .clock import Clock, LoopClock, Timer
 from .job import HOP_BY_HOP, JOB_HEADER, LOCAL_HEADER, LinkJob
 from .pool import ConnectionPool
 
@@ -219,7 +219,9 @@ class _MitmproxySide(asyncio.Protocol):
     def _serve(self, request: h11.Request) -> None:
         token = next((v for k, v in request.headers if k == _JOB_HEADER), b"")
         job = self.link.take(token.decode("latin-1"))
-        answer = ClientAnswer(self)
+        # Batching is a matter of the transport, on real time even when the link's timers run
+        # on a hand-moved clock (tests): that clock must not hold data back.
+        answer = ClientAnswer(self, LoopClock(asyncio.get_running_loop()))
         if job is None:
             headers = [("content-type", "application/json"), (LOCAL_HEADER, "refused")]
             answer.answer(403, headers, _REFUSED)
@@ -252,15 +254,15 @@ class ClientAnswer:
     known in advance), with a length when it is whole. Streamed data is sent at once, or
     within ``FLUSH_S`` with what follows it; ``end()`` sends what waits first."""
 
-    def __init__(self, side: _MitmproxySide) -> None:
+    def __init__(self, side: _MitmproxySide, clock: Clock) -> None:
         assert side.transport is not None
         self._h11 = side.h11
         self._transport = side.transport
         self.started = False
-        self._loop = asyncio.get_running_loop()
+        self._clock = clock
         self._batch: list[bytes] = []
         self._last_send = -math.inf
-        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_timer: Timer | None = None
 
     @property
     def gone(self) -> bool:
@@ -271,11 +273,11 @@ class ClientAnswer:
         self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
 
     def data(self, data: bytes) -> None:
-        now = self._loop.time()
+        now = self._clock.now()
         if self._batch or now - self._last_send < FLUSH_S:
             self._batch.append(data)
             if self._flush_timer is None:
-                self._flush_timer = self._loop.call_at(self._last_send + FLUSH_S, self._flush)
+                self._flush_timer = self._clock.call_at(self._last_send + FLUSH_S, self._flush)
             return
         self._last_send = now
         self._write(data)
@@ -285,7 +287,7 @@ class ClientAnswer:
         if self._batch:
             data = b"".join(self._batch)
             self._batch.clear()
-            self._last_send = self._loop.time()
+            self._last_send = self._clock.now()
             self._write(data)
 
     def _write(self, data: bytes) -> None:
