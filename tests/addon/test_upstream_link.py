@@ -272,6 +272,7 @@ class ScriptedUpstream:
     """A raw HTTP/1.1 server on the test's loop: each request waits in a queue for the test."""
 
     connections: int = 0
+    closed: int = 0  # connections the other side closed
     port: int = 0
     _queue: asyncio.Queue[Exchange] = field(default_factory=asyncio.Queue)
     _server: asyncio.Server | None = None
@@ -306,7 +307,7 @@ class ScriptedUpstream:
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 await self._queue.put(Exchange(method, target, headers, body, writer))
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            self.closed += 1
 
 
 def scripted(
@@ -426,8 +427,12 @@ def test_the_answer_ends_at_its_terminal_event_and_the_rest_is_read_off_for_reus
             again.write(SSE_HEAD + chunked(WHOLE_TEXT) + END)
             return answer, await second.done()
 
-    first, second = scripted(scenario)
+    async def counted(link: UpstreamLink, up: ScriptedUpstream) -> tuple[Answer, Answer, int]:
+        return (*(await scenario(link, up)), up.connections)
+
+    first, second, connections = scripted(counted)
     assert first.types()[-1] == second.types()[-1] == "response.completed"
+    assert connections == 1
 
 
 def test_an_informational_answer_before_the_real_one_is_skipped():
@@ -1218,3 +1223,52 @@ def test_a_client_that_does_not_read_stops_the_link_reading_the_upstream():
 
     # Kernel buffers on both hops absorb up to ~20 MB (loopback autotuning); the rest waits.
     assert scripted(scenario) > 12 * 1024 * 1024
+
+
+# ------------------------------------------------------------------------ bounds
+
+
+def test_a_connection_idle_past_the_pool_limit_is_not_reused():
+    from mitmrelay.link.pool import POOL_IDLE_S
+
+    clock = ManualClock()
+
+    async def two(link: UpstreamLink) -> None:
+        assert (await call(link, job_for(up.url))).status == 200
+        clock.advance(POOL_IDLE_S)
+        assert (await call(link, job_for(up.url))).status == 200
+
+    with FakeUpstream() as up:
+        run_link(up.url, two, clock=clock)
+    assert up.connections == 2
+
+
+def test_the_tail_of_an_answer_is_awaited_for_reuse_only_so_long():
+    from mitmrelay.link.pool import DRAIN_S
+
+    clock = ManualClock()
+
+    async def scenario(link: UpstreamLink, up: ScriptedUpstream) -> None:
+        async with Call(link, job_for(up.url)) as first:
+            ex = await up.next()
+            ex.write(SSE_HEAD + chunked(WHOLE_TEXT))  # and never the terminating chunk
+            assert (await first.done()).types()[-1] == "response.completed"
+        clock.advance(DRAIN_S - 0.001)
+        await asyncio.sleep(0.05)
+        assert up.closed == 0  # still waiting for the tail
+        clock.advance(0.001)  # given up: the connection is closed, not pooled
+        await until(lambda: up.closed == 1)
+
+    scripted(scenario, clock=clock)
+
+
+def test_registered_jobs_are_bounded_the_oldest_forgotten_first():
+    from mitmrelay.link.server import MAX_JOBS
+
+    link = new_link("x")
+    first = link.register(job_for("x"))
+    second = link.register(job_for("x"))
+    for _ in range(MAX_JOBS - 1):
+        link.register(job_for("x", sse=False))
+    assert link.take(first) is None
+    assert link.take(second) is not None
