@@ -26,8 +26,8 @@ import secrets
 import ssl
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,17 @@ from .core.stream import StreamTranslator
 from .core.upstream_errors import map_upstream_error
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
-from .link import JOB_HEADER, LOCAL_HEADER, MAX_RECORDED, LinkJob, LinkSettings, UpstreamLink
+from .link import (
+    JOB_HEADER,
+    LOCAL_HEADER,
+    MAX_RECORDED,
+    AttemptFailure,
+    LinkAttempt,
+    LinkJob,
+    LinkSettings,
+    NextAttempt,
+    UpstreamLink,
+)
 from .state import StateStore, open_store
 from .state.memory import MemoryStore
 
@@ -494,7 +504,7 @@ class Relay:
             "/chat/completions",
             json.dumps(chat).encode(),
             translator=self._translator(exchange) if exchange.stream else None,
-            retry_body=self._healer(flow, chat),
+            next_attempt=self._healer(flow, chat, exchange),
         )
         flow.metadata[META] = {
             "route": "responses",
@@ -518,10 +528,12 @@ class Relay:
         body: bytes,
         *,
         translator: StreamTranslator | None = None,
-        retry_body: Callable[[int, bytes], bytes | None] | None = None,
+        next_attempt: NextAttempt | None = None,
     ) -> tuple[str, LinkJob]:
         """Send the flow to the upstream link, which calls ``{relay_upstream}{endpoint}`` with
-        the relay's key. The key is the link's: it is never on the flow (mitmweb, ``-w``)."""
+        the relay's key. The key is the link's: it is never on the flow (mitmweb, ``-w``).
+        So is the body: the link takes it from the job, in memory, instead of mitmproxy
+        serialising it onto the loopback socket for the link to parse again."""
         up = self.upstream
         assert up is not None
         req = flow.request
@@ -541,17 +553,22 @@ class Relay:
         if endpoint == "/models":
             req.method = "GET"
             headers.pop("content-type", None)
-            req.content = b""
         else:
             headers["content-type"] = "application/json"
             headers["accept"] = "text/event-stream" if translator else "application/json"
-            req.content = body
+        req.content = b""
         key = os.environ.get(ctx.options.relay_api_key_env, "")
         job = LinkJob(
-            url=up._replace(path=up.path.rstrip("/") + endpoint, query="", fragment=""),
-            headers={"authorization": f"Bearer {key}"} if key else {},
-            translator=translator,
-            retry_body=retry_body,
+            LinkAttempt(
+                url=up._replace(path=up.path.rstrip("/") + endpoint, query="", fragment=""),
+                headers={"authorization": f"Bearer {key}"} if key else {},
+                body=body,
+                translator=translator,
+                label=self.profile.name,
+                method=req.method,
+                upstream=self._upstream_base(),
+            ),
+            next_attempt=next_attempt,
             # Only a flow list (mitmweb, console) shows the upstream's raw bytes (inspection.py).
             record_limit=MAX_RECORDED if inspection.has_flow_list() else 0,
         )
@@ -566,27 +583,35 @@ class Relay:
         return token, job
 
     def _healer(
-        self, flow: http.HTTPFlow, chat: dict[str, Any]
-    ) -> Callable[[int, bytes], bytes | None]:
-        """DeepSeek/Kimi refuse a history that lost reasoning they want back: the link then
-        retries once with placeholders (core/reasoning_recovery.py)."""
+        self, flow: http.HTTPFlow, chat: dict[str, Any], exchange: _Exchange
+    ) -> NextAttempt:
+        """The link's attempt policy: DeepSeek/Kimi refuse a history that lost reasoning they
+        want back; the link then retries once, at once, with placeholders
+        (core/reasoning_recovery.py)."""
         field_name = self.profile.reasoning_replay
+        tried = False
 
-        def heal(status: int, body: bytes) -> bytes | None:
-            if not is_missing_reasoning_error(status, body):
+        def heal(failure: AttemptFailure) -> tuple[float, LinkAttempt] | None:
+            nonlocal tried
+            if tried or failure.status is None:
+                return None
+            if not is_missing_reasoning_error(failure.status, failure.body):
                 return None
             healed, changed = with_reasoning_placeholders(
                 chat, field="reasoning_content" if field_name == "none" else field_name
             )
             if not changed:
                 return None
+            tried = True
             logger.info(
                 "relay %s: upstream wants reasoning the history lost; retrying once with "
                 "placeholders on %d message(s)",
                 flow.id[:8],
                 changed,
             )
-            return json.dumps(healed).encode()
+            translator = self._translator(exchange) if failure.attempt.translator else None
+            body = json.dumps(healed).encode()
+            return 0.0, replace(failure.attempt, body=body, translator=translator)
 
         return heal
 
