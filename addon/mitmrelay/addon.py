@@ -53,7 +53,7 @@ from .config import (
     table_line,
 )
 from .core import local_answers
-from .core.attempts import Failure, Step
+from .core.attempts import Failure
 from .core.bounds import Limits
 from .core.carrier import SealedReasoningCarrier
 from .core.errors import ClientRequestError
@@ -76,15 +76,22 @@ from .core.stream import StreamTranslator
 from .core.upstream_errors import MappedError, map_upstream_error
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
-from .link import JOB_HEADER, LOCAL_HEADER, MAX_RECORDED, LinkJob, LinkSettings, UpstreamLink
+from .link import (
+    JOB_HEADER,
+    LOCAL_HEADER,
+    MAX_RECORDED,
+    AttemptFailure,
+    LinkAttempt,
+    LinkJob,
+    LinkSettings,
+    NextAttempt,
+    UpstreamLink,
+)
 from .state import StateStore, open_store
 from .state.memory import MemoryStore
 
 logger = logging.getLogger("mitmrelay")
 
-# What the link can do with a failed attempt today: the one self-healing retry. Waiting and
-# falling back need the link to run several attempts (core/attempts.py has the rules).
-LINK_STEPS = frozenset({Step.HEAL})
 ROUTES_CHECK_S = 2.0  # how often a running relay looks at the routes file between requests
 TLS_OPTIONS = frozenset(
     {"ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "ssl_insecure"}
@@ -439,7 +446,6 @@ class Relay:
                 carrier=self.carrier,
                 reasoning_mode=config.reasoning_mode,  # type: ignore[arg-type]
                 retry_wait_s=config.retry_wait_s,
-                steps=LINK_STEPS,
             )
             call = exchange.first_call()
             keys = exchange.reasoning_keys()
@@ -447,8 +453,7 @@ class Relay:
                 # Clients that drop reasoning items: what the relay kept fills in.
                 call = exchange.restore(await self.state.get_many(keys))
             client_request = flow.request.copy()
-            translator = exchange.translator(call) if exchange.stream else None
-            job, token = self._to_link(flow, call, translator, self._healer(flow, exchange))
+            job, token = self._to_link(flow, exchange, call)
         except ClientRequestError as e:
             flow.response = _answer(*local_answers.client_error(e))
             refused(e.status, e.code, e.message)
@@ -474,14 +479,13 @@ class Relay:
         ctx.master.addons.trigger(RelayExchangeStartedHook(response_id, client_model, stream))
 
     def _to_link(
-        self,
-        flow: http.HTTPFlow,
-        call: UpstreamCall,
-        translator: StreamTranslator | None,
-        retry_body: Callable[[int, bytes], bytes | None] | None,
+        self, flow: http.HTTPFlow, exchange: Exchange, call: UpstreamCall
     ) -> tuple[LinkJob, str]:
-        """Send the flow to the upstream link, which makes ``call``: the provider's key is the
-        link's, never on the flow (mitmweb, ``-w``)."""
+        """Send the flow to the upstream link, which makes ``call`` and, when it fails before
+        the client got any output, the attempts the exchange's policy names after it. The
+        provider's key is the link's, never on the flow (mitmweb, ``-w``); so is the Chat
+        body: the link takes it from the job, in memory, instead of mitmproxy serialising it
+        onto the loopback socket for the link to parse again."""
         req = flow.request
         headers = req.headers
         for name in [n for n in headers if client_only(n)]:
@@ -491,14 +495,11 @@ class Relay:
         headers.pop("content-encoding", None)
         headers["accept-encoding"] = "identity"  # SSE must arrive uncompressed
         headers["content-type"] = "application/json"
-        headers["accept"] = "text/event-stream" if translator else "application/json"
-        req.content = call.body
+        headers["accept"] = "text/event-stream" if exchange.stream else "application/json"
+        req.content = b""
         job = LinkJob(
-            url=call.url,
-            headers=call.headers(),
-            translator=translator,
-            retry_body=retry_body,
-            upstream=call.upstream,
+            _attempt(exchange, call),
+            next_attempt=self._next_attempt(flow, exchange),
             # Only a flow list (mitmweb, console) shows the upstream's raw bytes (inspection.py).
             record_limit=MAX_RECORDED if inspection.has_flow_list() else 0,
         )
@@ -516,28 +517,28 @@ class Relay:
             flow.server_conn = connection.Server(address=None)
         return token
 
-    def _healer(
-        self, flow: http.HTTPFlow, exchange: Exchange
-    ) -> Callable[[int, bytes], bytes | None]:
-        """The link's one retry, decided by the exchange's policy (core/attempts.py)."""
+    @staticmethod
+    def _next_attempt(flow: http.HTTPFlow, exchange: Exchange) -> NextAttempt:
+        """The link's policy callback: the exchange decides (core/attempts.py); this only
+        converts between the link's terms and the core's."""
 
-        def heal(status: int, body: bytes) -> bytes | None:
+        def next_attempt(failure: AttemptFailure) -> tuple[float, LinkAttempt] | None:
             last = exchange.calls[-1]
-            mapped = map_upstream_error(status, {}, body, upstream=last.upstream, now=time.time)
-            step = exchange.next_call(Failure(status, mapped, body))
+            step = exchange.next_call(Failure(failure.status, failure.error, failure.body))
             if step is None:
                 return None
-            logger.info(
-                "relay %s: %s answered %d (%s); retrying once with placeholders for the "
-                "reasoning the history lost",
+            delay, call = step
+            logger.debug(
+                "relay %s: %s failed (%s %s); %s",
                 flow.id[:8],
                 last.label,
-                status,
-                mapped.code,
+                failure.status if failure.status is not None else "no answer",
+                failure.error.code,
+                _step_text(last, call, delay),
             )
-            return step[1].body
+            return delay, _attempt(exchange, call)
 
-        return heal
+        return next_attempt
 
     async def _models(self, flow: http.HTTPFlow, table: RouteTable) -> None:
         """``GET …/models``: the routed names; with a ``*`` route, also what its provider
@@ -559,9 +560,13 @@ class Relay:
         req.headers["accept-encoding"] = "identity"
         req.method, req.content = "GET", b""
         job = LinkJob(
-            url=urllib.parse.urlsplit(provider.models_url),
-            headers=provider.request_headers(),
-            upstream=provider.base_url,
+            LinkAttempt(
+                url=urllib.parse.urlsplit(provider.models_url),
+                headers=provider.request_headers(),
+                label=provider.name,
+                method="GET",
+                upstream=provider.base_url,
+            ),
             record_limit=0,
         )
         self._reroute(flow, job)
@@ -628,7 +633,11 @@ class Relay:
 
     @staticmethod
     def _first_event_s(flight: _Flight) -> float | None:
-        return None if flight.first_byte is None else flight.first_byte - flight.started
+        """From the request to the first byte of the answer sent to the client: the link's
+        record (its clock is the loop's monotonic one), else the answer's headers reaching
+        mitmproxy."""
+        first = flight.job.first_byte_at or flight.first_byte
+        return None if first is None else max(0.0, first - flight.started)
 
     def _publish(self, flow: http.HTTPFlow, outcome: ExchangeOutcome) -> None:
         """The outcome to its consumers: the INFO line, mitmweb's comment and marker, the
@@ -697,3 +706,24 @@ def _id_maker(response_id: str) -> Callable[[str], str]:
     counter = iter(range(1, 1 << 62))
     prefix = response_id.removeprefix("resp_")[:16]
     return lambda kind: f"{kind}_{prefix}{next(counter):04d}"
+
+
+def _attempt(exchange: Exchange, call: UpstreamCall) -> LinkAttempt:
+    """One ``UpstreamCall`` as the link runs it: a streamed call gets its own translator (the
+    link makes it continue the client's stream when it is not the first)."""
+    return LinkAttempt(
+        url=call.url,
+        headers=call.headers(),
+        body=call.body,
+        translator=exchange.translator(call) if exchange.stream else None,
+        label=call.label,
+        upstream=call.upstream,
+    )
+
+
+def _step_text(last: UpstreamCall, call: UpstreamCall, delay: float) -> str:
+    if call.index != last.index:
+        return f"falling back to {call.label} ({call.target.upstream_model})"
+    if call.healed:
+        return "retrying once with placeholders for the reasoning the history lost"
+    return f"retrying in {delay:g}s (Retry-After)"

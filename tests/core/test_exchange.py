@@ -10,7 +10,7 @@ import os
 import pytest
 from chat_streams import chunk, usage
 
-from mitmrelay.core.attempts import Failure, Step
+from mitmrelay.core.attempts import Failure
 from mitmrelay.core.carrier import SealedReasoningCarrier
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.exchange import (
@@ -219,11 +219,22 @@ def test_a_missing_reasoning_refusal_is_healed_with_placeholders():
     assert "reasoning_content" not in call.chat["messages"][1]  # the first body untouched
 
 
-def test_steps_the_link_cannot_take_end_the_exchange():
-    ex = exchange(steps=frozenset({Step.HEAL}))
+def test_a_refusal_with_nothing_to_heal_is_not_retried():
+    ex = exchange()
+    call = ex.first_call()
+    assert call.chat["messages"][1]["reasoning_content"] == " "  # DeepSeek's own placeholder
+    refusal = {"error": {"message": "Missing reasoning_content field in the assistant message"}}
+    assert ex.next_call(http(400, refusal)) is None  # the same body again would be refused
+    assert len(ex.calls) == 1
+
+
+def test_the_last_failure_is_recorded_when_nothing_follows():
+    ex = exchange()
     ex.first_call()
-    assert ex.next_call(http(503, {"error": {"message": "busy"}})) is None
-    assert [a.failure for a in ex.failed] == ["server_error"]
+    assert ex.next_call(http(400, {"error": {"message": "bad tools"}})) is None
+    assert [(a.provider, a.status, a.failure) for a in ex.failed] == [
+        ("deepseek", 400, "invalid_request_error")
+    ]
 
 
 def test_a_fallback_the_provider_cannot_take_keeps_the_known_failure(monkeypatch):

@@ -317,14 +317,6 @@ def tiny_png() -> bytes:
     )
 
 
-# Falling back needs the link to run several attempts per exchange (TEAM.md seam 2); the
-# policy (core/attempts.py) and its wiring (core/exchange.py next_call) are in place.
-LINK_ATTEMPTS = pytest.mark.xfail(
-    strict=True, reason="the link's attempts (LinkJob.next_attempt) are not on main yet"
-)
-
-
-@LINK_ATTEMPTS
 def test_a_503_falls_back_to_the_next_model_unseen_by_codex(
     alpha: FakeUpstream, beta: FakeUpstream, codex: CodexHarness, relay: MitmRelay
 ) -> None:

@@ -185,7 +185,6 @@ class Exchange:
         carrier: ReasoningCarrier | None = None,
         reasoning_mode: ReasoningMode = "summary",
         retry_wait_s: float = 0.0,
-        steps: frozenset[Step] = frozenset(Step),
     ) -> None:
         if not plan:
             raise ValueError("an exchange needs a plan with a target")
@@ -198,7 +197,6 @@ class Exchange:
         self.carrier = carrier
         self.reasoning_mode = reasoning_mode
         self.policy = AttemptPolicy(len(self.plan), retry_wait_s=retry_wait_s)
-        self.steps = steps  # what the link can do; rules beyond it end the exchange
         self.failed: list[AttemptOutcome] = []  # attempts given up, in order
         self.calls: list[UpstreamCall] = []  # every attempt made, in order
 
@@ -260,22 +258,25 @@ class Exchange:
             )
         )
         decision = self.policy.next(failure)
-        if decision is None or decision.step not in self.steps:
+        if decision is None:
             return None
         try:
-            return decision.delay_s, self._step(decision, last)
+            call = self._step(decision, last)
         except ClientRequestError:
             # The fallback's provider cannot take this request (e.g. its tool-name rules):
             # the failure that is known stands.
             return None
+        return None if call is None else (decision.delay_s, call)
 
-    def _step(self, decision: Decision, last: UpstreamCall) -> UpstreamCall:
+    def _step(self, decision: Decision, last: UpstreamCall) -> UpstreamCall | None:
         if decision.step is Step.WAIT:
             call = last
         elif decision.step is Step.HEAL:
             field_name = _field(last)
             placeholder = last.target.provider.profile.reasoning_placeholder or " "
-            chat, _ = with_reasoning_placeholders(last.chat, field_name, placeholder)
+            chat, changed = with_reasoning_placeholders(last.chat, field_name, placeholder)
+            if not changed:  # every tool call already carries reasoning: nothing to heal
+                return None
             call = _rebuilt(last, chat, healed=True)
         else:
             return self._call(decision.target)

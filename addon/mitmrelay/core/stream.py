@@ -230,9 +230,12 @@ class StreamTranslator:
         from then on no other upstream may take over."""
         if self.has_output:
             raise ValueError("the previous attempt already sent output items")
+        # A terminal event (response.failed) of an attempt being replaced never reached the
+        # client: a stream has one, and this one goes on. The link withholds it, so numbering
+        # resumes at its number.
         return Handover(
             started=self.phase is not Phase.NEW,
-            next_sequence=self._w.seq,
+            next_sequence=self._w.seq - 1 if self.phase is Phase.DONE else self._w.seq,
             response_id=self._response_id,
             created_at=self._created_at,
         )
