@@ -266,6 +266,16 @@ def test_a_503_falls_back_within_one_stream(alpha, beta, relay):
     exchange_line(relay, "flaky -> kimi-k2-thinking completed", "via beta after alpha (http 503")
 
 
+def test_a_whole_answer_falls_back_too(alpha, beta, client):
+    reset(alpha, beta)
+    alpha.enqueue(error(502, "bad gateway"))
+    beta.enqueue(text("whole fallback"))
+    answer = client.responses.create(model="flaky", input="hi")  # not streamed
+    assert answer.output_text == "whole fallback" and answer.model == "flaky"
+    assert len(alpha.requests) == len(beta.requests) == 1
+    assert beta.requests[0]["json"].get("stream") is None
+
+
 def test_an_unreachable_provider_falls_back(alpha, beta, relay):
     reset(alpha, beta)
     alpha.enqueue(text("alpha served"))
