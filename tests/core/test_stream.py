@@ -22,6 +22,7 @@ from chat_streams import (
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from mitmrelay.core.carrier import SealedReasoningCarrier
 from mitmrelay.core.reasoning import ReasoningPayload
 
 PATCH = '*** Begin Patch\n*** Add File: a.txt\n+héllo "q" \\ 😀\n*** End Patch\n'
@@ -370,6 +371,26 @@ def test_a_lone_surrogate_from_upstream_never_raises(mode):
     rs, msg = done["response"]["output"]
     assert (rs["summary"] or rs["content"])[0]["text"] == "a\ufffd"
     assert msg["content"][0]["text"] == "\ufffdb"
+
+
+def test_a_lone_surrogate_is_sealed_exactly_as_the_upstream_sent_it():
+    """With the real carrier, half a surrogate pair in the reasoning does not fail the stream
+    (sealing raised, so it failed as relay_internal_error): Codex is shown U+FFFD, and the
+    sealed payload holds the upstream's text unchanged, to go back to it."""
+    carrier = SealedReasoningCarrier(bytes(32), lambda n: bytes(n))
+    raw = (
+        b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"a\\ud83d"}}]}\n\n'
+        + chunk({"tool_calls": [call(0, "call_1", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    done = terminal(run(raw, carrier=carrier))
+    assert done["type"] == "response.completed"
+    rs = done["response"]["output"][0]
+    assert rs["summary"][0]["text"] == "a\ufffd"
+    assert carrier.open(rs["encrypted_content"]) == ReasoningPayload(
+        text="a\ud83d", call_ids=("call_1",)
+    )
 
 
 # Any characters, lone surrogates and think tags among them.
