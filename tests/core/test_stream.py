@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import pytest
 from chat_streams import (
@@ -543,6 +544,112 @@ def test_arbitrary_bytes_end_in_exactly_one_terminal_event(data):
         sum(ty in ("response.completed", "response.failed", "response.incomplete") for ty in tys)
         == 1
     )
+
+
+# A chunk with every field the translator reads, each well-formed; the test below puts any JSON
+# value in place of any of them.
+WELL_FORMED = {
+    "choices": [
+        {
+            "index": 0,
+            "delta": {
+                "reasoning_content": "r",
+                "reasoning": "r",
+                "reasoning_details": [{"type": "reasoning.text", "text": "t", "summary": "s"}],
+                "content": "a",
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "exec_command", "arguments": "{}"},
+                        "extra_content": {"google": {"thought_signature": "sig"}},
+                    }
+                ],
+            },
+            "finish_reason": None,
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+}
+CALL = ("choices", 0, "delta", "tool_calls", 0)
+FIELD_PATHS = [
+    ("choices",),
+    ("choices", 0),
+    ("choices", 0, "delta"),
+    ("choices", 0, "delta", "reasoning_content"),
+    ("choices", 0, "delta", "reasoning"),
+    ("choices", 0, "delta", "reasoning_details"),
+    ("choices", 0, "delta", "reasoning_details", 0),
+    ("choices", 0, "delta", "reasoning_details", 0, "text"),
+    ("choices", 0, "delta", "reasoning_details", 0, "summary"),
+    ("choices", 0, "delta", "content"),
+    ("choices", 0, "delta", "tool_calls"),
+    CALL,
+    (*CALL, "index"),
+    (*CALL, "id"),
+    (*CALL, "function"),
+    (*CALL, "function", "name"),
+    (*CALL, "function", "arguments"),
+    (*CALL, "extra_content"),
+    (*CALL, "extra_content", "google"),
+    (*CALL, "extra_content", "google", "thought_signature"),
+    ("choices", 0, "finish_reason"),
+    ("choices", 0, "usage"),
+    ("usage",),
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=4,
+)
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    """``value`` with the field at ``path`` set to ``new``; unchanged where an earlier change
+    took the path away."""
+    if not path:
+        return new
+    key, rest = path[0], path[1:]
+    if isinstance(value, list) and isinstance(key, int) and key < len(value):
+        copy: Any = list(value)
+    elif isinstance(value, dict) and key in value:
+        copy = dict(value)
+    else:
+        return value
+    copy[key] = _replaced(value[key], rest, new)
+    return copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(FIELD_PATHS), JSON_VALUES), min_size=1, max_size=3),
+    st.sampled_from(["summary", "raw", "hidden"]),
+)
+@example([((*CALL, "function"), "oops")], "summary")
+@example([((*CALL, "id"), 7)], "summary")
+@example([(("choices", 0, "delta", "reasoning_details", 0, "text"), 1)], "summary")
+def test_any_json_in_any_field_is_the_upstreams_fault_never_an_internal_error(changes, mode):
+    """h11's fuzz invariant for parsed chunks: whatever JSON value stands where the translator
+    reads a field, the stream ends in exactly one terminal event and a failure names the
+    upstream (``upstream_protocol_error`` and its kin), never ``relay_internal_error`` (which
+    logs a traceback and blames the relay)."""
+    body: Any = WELL_FORMED
+    for path, value in changes:
+        body = _replaced(body, path, value)
+    raw = b"data: " + json.dumps(body).encode() + b"\n\n" + chunk(finish="stop") + DONE
+    out = run(raw, reasoning_mode=mode, carrier=FakeCarrier())
+    last = terminal(out)
+    assert (
+        sum(
+            ty.startswith(("response.completed", "response.failed", "response.incomplete"))
+            for ty in types(out)
+        )
+        == 1
+    )
+    if last["type"] == "response.failed":
+        assert not last["response"]["error"]["message"].startswith("relay_internal_error"), last
 
 
 def test_a_fallback_translator_continues_the_stream_a_failed_attempt_began() -> None:

@@ -37,6 +37,12 @@ Rules:
    error becomes ``response.failed`` (mitmproxy drops a chunk when a stream callable raises:
    docs/mitmproxy-notes.md §5), and text UTF-8 cannot carry (a lone surrogate, valid in JSON)
    goes out as U+FFFD (``sse.utf8``).
+7. The upstream's shapes are checked where they are read, so a malformed chunk is the
+   upstream's fault, never a ``relay_internal_error``: a field the translator descends into
+   (``choices``, a choice's delta, ``tool_calls``, a call's ``function``, ``extra_content``,
+   ``reasoning_details``) holding anything but an object or list as the Chat Completions schema
+   has it fails the response as ``upstream_protocol_error``; a list element that is not an
+   object is skipped, and a scalar of another type (a numeric ``id``) counts as absent.
 """
 
 from __future__ import annotations
@@ -95,6 +101,16 @@ _VALID_CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _scan_json = json.JSONDecoder().scan_once
 _UNPARSED = object()
+_NO_FIELDS: dict[str, Any] = {}  # an absent object field, read as empty (never written)
+
+
+def _detail_text(detail: dict[str, Any]) -> str:
+    """The readable text of one ``reasoning_details`` block (an encrypted one has none)."""
+    for key in ("text", "summary"):
+        text = detail.get(key)
+        if text and isinstance(text, str):
+            return text
+    return ""
 
 
 def _loads(text: str) -> Any:
@@ -362,46 +378,64 @@ class StreamTranslator:
         usage = chunk.get("usage")
         if usage:
             self._usage = responses_usage(usage) or self._usage
-        for choice in chunk.get("choices") or ():
-            self._on_choice(choice)
+        choices = chunk.get("choices")
+        if choices:
+            if not isinstance(choices, list):
+                raise self._malformed("choices", "a list")
+            for choice in choices:
+                if isinstance(choice, dict):  # rule 7
+                    self._on_choice(choice)
 
-    def _on_choice(self, choice: Mapping[str, Any]) -> None:
-        delta = choice.get("delta") or choice.get("message") or {}
-        reasoning = delta.get("reasoning_content")
-        if reasoning is None:
-            reasoning = delta.get("reasoning")  # OpenRouter, GLM-5, newer vLLM
-        details = delta.get("reasoning_details")
-        if details:
-            kept = [d for d in details if isinstance(d, Mapping)]
-            if not isinstance(reasoning, str) or not reasoning:
-                reasoning = "".join(d.get("text") or d.get("summary") or "" for d in kept)
-            item = self._reasoning(reasoning)  # "": an encrypted block alone opens the item
-            if item is not None:
-                item.details += kept  # this item's own (rule 5)
-        elif isinstance(reasoning, str) and reasoning:
-            self._reasoning(reasoning)
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            if self._think is None:
-                self._text(content)
-            else:
-                for kind, piece in self._think.feed(content):
-                    self._reasoning(piece) if kind == "reasoning" else self._text(piece)
-        tool_calls = delta.get("tool_calls")
-        if tool_calls:
-            for tc in tool_calls:
-                if isinstance(tc, Mapping):
-                    self._tool_call_delta(tc)
+    def _on_choice(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or choice.get("message")  # a whole completion: the message
+        if delta:
+            if not isinstance(delta, dict):
+                raise self._malformed("a choice's delta", "an object")
+            reasoning = delta.get("reasoning_content")
+            if reasoning is None:
+                reasoning = delta.get("reasoning")  # OpenRouter, GLM-5, newer vLLM
+            details = delta.get("reasoning_details")
+            if details:
+                self._reasoning_details(details, reasoning)
+            elif reasoning and isinstance(reasoning, str):
+                self._reasoning(reasoning)
+            content = delta.get("content")
+            if content and isinstance(content, str):
+                self._content(content)
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                if not isinstance(tool_calls, list):
+                    raise self._malformed("tool_calls", "a list")
+                for tc in tool_calls:
+                    if isinstance(tc, dict):  # rule 7
+                        self._tool_call_delta(tc)
         usage = choice.get("usage")  # Kimi puts usage inside the choice
         if usage:
             self._usage = responses_usage(usage) or self._usage
         reason = choice.get("finish_reason")
-        if reason:
+        if reason and isinstance(reason, str):
             if reason == "error":  # OpenRouter: a provider died mid-stream
                 raise StreamFailure(
                     "server_error", f"{self._upstream} reported an error mid-stream"
                 )
             self._finish_reason = reason
+
+    def _reasoning_details(self, details: object, reasoning: object) -> None:
+        """OpenRouter's typed ``reasoning_details``: kept with the reasoning item they came with
+        (rule 5); their text is the reasoning when no plain field carries it."""
+        if not isinstance(details, list):
+            raise self._malformed("reasoning_details", "a list")
+        kept = [d for d in details if isinstance(d, dict)]
+        if not isinstance(reasoning, str) or not reasoning:
+            reasoning = "".join(map(_detail_text, kept))
+        item = self._reasoning(reasoning)  # "": an encrypted block alone opens the item
+        if item is not None:
+            item.details += kept  # this item's own (rule 5)
+
+    def _malformed(self, what: str, shape: str) -> StreamFailure:
+        return StreamFailure(
+            "upstream_protocol_error", f"{self._upstream} sent {what} that is not {shape}"
+        )
 
     # ----------------------------------------------------------------- reasoning and text
 
@@ -418,6 +452,16 @@ class StreamTranslator:
         if text:
             item.add(text)
         return item
+
+    def _content(self, text: str) -> None:
+        """Visible text as the upstream streams it: split at think tags first if the profile
+        says its server leaves them in (core/think_tags.py)."""
+        think = self._think
+        if think is None:
+            self._text(text)
+            return
+        for kind, piece in think.feed(text):
+            self._reasoning(piece) if kind == "reasoning" else self._text(piece)
 
     def _text(self, text: str) -> None:
         if self._summary is not None:
@@ -443,11 +487,13 @@ class StreamTranslator:
 
     # ----------------------------------------------------------------- tool calls
 
-    def _tool_call_delta(self, tc: Mapping[str, Any]) -> None:
+    def _tool_call_delta(self, tc: dict[str, Any]) -> None:
         if self._summary is not None:
             return  # no tools were offered for a compaction; a stray call is not a summary
-        call = self._call_for(tc)
-        fn = tc.get("function") or {}
+        fn = tc.get("function") or _NO_FIELDS
+        if not isinstance(fn, dict):
+            raise self._malformed("a tool call's function", "an object")
+        call = self._call_for(tc, fn)
         name = fn.get("name")
         if isinstance(name, str) and name and name != call.name:
             if call.item is not None:
@@ -458,9 +504,11 @@ class StreamTranslator:
                     f"{self._upstream} renamed tool call {call.item.call_id} mid-stream",
                 )
             call.name += name
-        signature = ((tc.get("extra_content") or {}).get("google") or {}).get("thought_signature")
-        if isinstance(signature, str):
-            call.signature = signature  # Gemini (docs/providers.md §1.2)
+        extra = tc.get("extra_content")
+        if extra:
+            signature = self._thought_signature(extra)
+            if signature is not None:
+                call.signature = signature
         args = fn.get("arguments")
         if not isinstance(args, str):
             args = ""
@@ -474,15 +522,30 @@ class StreamTranslator:
             if call.args:
                 call.item.add("".join(call.args))  # what came before the name
 
-    def _call_for(self, tc: Mapping[str, Any]) -> _UpstreamCall:
+    def _thought_signature(self, extra: object) -> str | None:
+        """Gemini's ``extra_content.google.thought_signature`` on a call (docs/providers.md
+        §1.2), or None."""
+        if not isinstance(extra, dict):
+            raise self._malformed("a tool call's extra_content", "an object")
+        google = extra.get("google")
+        if not google:
+            return None
+        if not isinstance(google, dict):
+            raise self._malformed("a tool call's extra_content.google", "an object")
+        signature = google.get("thought_signature")
+        return signature if isinstance(signature, str) else None
+
+    def _call_for(self, tc: dict[str, Any], fn: dict[str, Any]) -> _UpstreamCall:
         index = tc.get("index")
-        upstream_id = tc.get("id") or None
+        upstream_id = tc.get("id")
+        if not upstream_id or not isinstance(upstream_id, str):
+            upstream_id = None  # rule 7: a scalar of another type counts as absent
         if not isinstance(index, int):
             # Gemini sends no index: an id names the call; a delta with neither continues
             # the last call.
             if upstream_id and upstream_id in self._by_upstream_id:
                 return self._by_upstream_id[upstream_id]
-            if not upstream_id and self._calls and not (tc.get("function") or {}).get("name"):
+            if not upstream_id and self._calls and not fn.get("name"):
                 return self._calls[-1]
             return self._new_call(upstream_id, None)
         call = self._by_index.get(index)
