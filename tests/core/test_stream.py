@@ -489,6 +489,23 @@ def test_reasoning_payload_names_the_calls_and_gemini_signatures():
     assert [d["output_index"] for d in done] == [0, 1]
 
 
+def test_a_call_cut_by_the_length_limit_is_not_named_in_the_sealed_payload():
+    """The cut call never reaches the client (rule 2), so the reasoning before it names only
+    the whole call; the addon keys kept reasoning by these ids."""
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"reasoning_content": "go"})
+        + chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd":"ls"}')]})
+        + chunk({"tool_calls": [call(1, "c2", "exec_command", '{"cmd": "l')]})
+        + chunk(finish="length")
+        + DONE
+    )
+    done = terminal(run(raw, carrier=carrier))
+    assert done["type"] == "response.incomplete"
+    assert [i.get("call_id") for i in done["response"]["output"]] == [None, "c1"]
+    assert carrier.sealed == [ReasoningPayload(text="go", call_ids=("c1",))]
+
+
 def test_each_reasoning_item_is_sealed_with_its_own_details():
     """OpenRouter/MiniMax reasoning_details go back upstream with the reasoning item they came
     with: two items in one stream, two payloads, neither holding the other's blocks."""

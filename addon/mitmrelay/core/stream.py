@@ -20,7 +20,8 @@ Rules:
 2. Codex records an item only on ``response.output_item.done`` (docs/codex-contract.md §7.2), so
    no ``output_item.done`` is ever sent for a half-built item: a call without a name or with
    arguments that do not parse fails the whole response instead. A call cut by the length limit
-   is left out (it was never whole) and the response is ``incomplete``.
+   is left out (it was never whole, and no sealed payload names it) and the response is
+   ``incomplete``.
 3. Exactly one terminal event per stream: ``response.completed``, ``response.incomplete``
    (``finish_reason`` length / content_filter) or ``response.failed``. A stream that ends
    without a ``finish_reason``, sends invalid JSON or an ``{"error": …}`` chunk, is failed:
@@ -593,9 +594,10 @@ class StreamTranslator:
             return call_id
         return self._new_id("call")
 
-    def _whole_calls(self, truncated: bool) -> list[tuple[CallItem, str, object]]:
-        """Every call that is whole, with its stripped arguments and their JSON value, checked
-        before any call closes (rule 2). Raises ``StreamFailure`` for a call that is not."""
+    def _whole_calls(self, truncated: bool) -> list[tuple[CallItem, str | None, str, object]]:
+        """Every call that is whole: its item, Gemini signature, stripped arguments and their
+        JSON value, checked before any call closes (rule 2). Raises ``StreamFailure`` for a
+        call that is not."""
         whole = []
         for call in self._calls:
             arguments = "".join(call.args).strip()
@@ -617,7 +619,7 @@ class StreamTranslator:
                     "not valid JSON",
                 )
             assert call.item is not None  # a call opens as soon as it has a name
-            whole.append((call.item, arguments, parsed))
+            whole.append((call.item, call.signature, arguments, parsed))
         return whole
 
     # ----------------------------------------------------------------- terminal events
@@ -643,8 +645,8 @@ class StreamTranslator:
             return
         self._close_open()
         calls = self._whole_calls(truncated)
-        self._seal_reasoning()
-        for item, arguments, parsed in calls:
+        self._seal_reasoning([(item, signature) for item, signature, _, _ in calls])
+        for item, _, arguments, parsed in calls:
             self._finish(item.output_index, item.close(arguments, parsed))
         if truncated:
             self._terminal("incomplete", {"reason": "max_output_tokens"})
@@ -669,15 +671,12 @@ class StreamTranslator:
         item.open()
         self._finish(index, item.close())
 
-    def _seal_reasoning(self) -> None:
+    def _seal_reasoning(self, whole: list[tuple[CallItem, str | None]]) -> None:
         """Seal each reasoning item held back with what the next request must send back: its
-        text, its own provider details and the calls that follow it (rule 5); then send its
-        output_item.done."""
+        text, its own provider details and the whole calls that follow it (rule 5; a call cut
+        by the length limit is never sent, so never named); then send its output_item.done."""
         carrier = self._carrier
-        opened = sorted(
-            ((c.item, c.signature) for c in self._calls if c.item is not None),
-            key=lambda pair: pair[0].output_index,
-        )
+        opened = sorted(whole, key=lambda pair: pair[0].output_index)
         for n, (reasoning, finished) in enumerate(self._unsealed):
             assert carrier is not None  # only held back with a carrier
             start = reasoning.output_index
