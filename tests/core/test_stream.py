@@ -506,6 +506,84 @@ def test_a_call_cut_by_the_length_limit_is_not_named_in_the_sealed_payload():
     assert carrier.sealed == [ReasoningPayload(text="go", call_ids=("c1",))]
 
 
+def _signed(signature: str) -> dict[str, Any]:
+    return {"extra_content": {"google": {"thought_signature": signature}}}
+
+
+@pytest.mark.parametrize("mode", ["summary", "raw", "hidden"])
+def test_a_signed_call_without_thought_text_gets_a_reasoning_item_for_its_signature(mode):
+    """Gemini signs calls and sends no thought text: the signature must still reach a blob
+    Codex replays, so a reasoning item without text opens before the first signed call and
+    carries the signatures of the calls after it. It shows nothing, in any mode."""
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"tool_calls": [call(None, "g1", "exec_command", '{"cmd":"ls"}', **_signed("S1"))]})
+        + chunk({"tool_calls": [call(None, "g2", "exec_command", '{"cmd":"pwd"}')]})
+        + chunk(finish="stop")
+        + DONE
+    )
+    out = run(raw, carrier=carrier, reasoning_mode=mode)
+    done = terminal(out)
+    assert done["type"] == "response.completed"
+    rs, fc1, fc2 = done["response"]["output"]
+    assert rs == {"id": "rs_1", "type": "reasoning", "summary": [], "encrypted_content": "blob1"}
+    assert (fc1["call_id"], fc2["call_id"]) == ("g1", "g2")
+    assert carrier.sealed == [ReasoningPayload(signatures={"g1": "S1"}, call_ids=("g1", "g2"))]
+    assert not [t for t in types(out) if "reasoning" in t]  # no parts, no deltas
+
+
+def test_without_a_carrier_no_reasoning_item_is_made_for_a_signature():
+    raw = (
+        chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk(finish="stop")
+        + DONE
+    )
+    output = terminal(run(raw))["response"]["output"]
+    assert [i["type"] for i in output] == ["function_call"]
+
+
+def test_a_thought_before_a_signed_call_carries_its_signature_alone():
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"content": "Looking."})
+        + chunk({"reasoning_content": "list first"})
+        + chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk(finish="stop")
+        + DONE
+    )
+    output = terminal(run(raw, carrier=carrier))["response"]["output"]
+    assert [i["type"] for i in output] == ["message", "reasoning", "function_call"]
+    assert carrier.sealed == [
+        ReasoningPayload(text="list first", signatures={"g1": "S1"}, call_ids=("g1",))
+    ]
+
+
+def test_a_signature_that_comes_after_its_call_opened_is_sealed_at_the_end():
+    """The call's output_item.added went out before the signature came: a reasoning item is
+    added after the calls for it (the request side puts signatures back by call id)."""
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"tool_calls": [call(0, "g1", "exec_command", '{"cmd":')]})
+        + chunk({"tool_calls": [call(0, args='"ls"}', **_signed("S1"))]})
+        + chunk({"reasoning_content": "and then"})
+        + chunk({"tool_calls": [call(1, "g2", "exec_command", "{}", **_signed("S2"))]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    output = terminal(run(raw, carrier=carrier))["response"]["output"]
+    assert [(i["type"], i.get("call_id")) for i in output] == [
+        ("function_call", "g1"),
+        ("reasoning", None),
+        ("function_call", "g2"),
+        ("reasoning", None),
+    ]
+    assert carrier.sealed == [
+        ReasoningPayload(text="and then", signatures={"g2": "S2"}, call_ids=("g2",)),
+        ReasoningPayload(signatures={"g1": "S1"}, call_ids=("g1",)),
+    ]
+    assert output[3]["encrypted_content"] == "blob2" and output[3]["summary"] == []
+
+
 def test_each_reasoning_item_is_sealed_with_its_own_details():
     """OpenRouter/MiniMax reasoning_details go back upstream with the reasoning item they came
     with: two items in one stream, two payloads, neither holding the other's blocks."""

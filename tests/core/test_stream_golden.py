@@ -67,6 +67,10 @@ def _details(text: str) -> dict[str, Any]:
     return {"type": "reasoning.text", "text": text, "format": "anthropic-claude-v1"}
 
 
+def _signed(signature: str) -> dict[str, Any]:
+    return {"extra_content": {"google": {"thought_signature": signature}}}
+
+
 def _choice_chunk(choice: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps({"id": "c", "choices": [choice]}).encode() + b"\n\n"
 
@@ -122,6 +126,39 @@ EXTRA: dict[str, Case] = {
     "reasoning_field_and_message_shape": Case(
         _choice_chunk({"index": 0, "message": {"reasoning": "r"}, "finish_reason": None})
         + _choice_chunk({"index": 0, "message": {"content": "m"}, "finish_reason": "stop"})
+        + DONE
+    ),
+    # Gemini signs calls without thought text: a reasoning item without text goes before the
+    # first signed call and carries the signatures of the calls after it (stream.py rule 5).
+    "gemini_signed_parallel_calls": Case(
+        chunk({"tool_calls": [call(None, "g1", "exec_command", '{"cmd":"ls"}', **_signed("S1"))]})
+        + chunk({"tool_calls": [call(None, "g2", "exec_command", '{"cmd":"pwd"}')]})
+        + chunk(finish="stop")
+        + usage()
+        + DONE
+    ),
+    "gemini_text_then_signed_call": Case(
+        chunk({"content": "Looking."})
+        + chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk(finish="stop")
+        + DONE
+    ),
+    # A thought before the call already carries its signature: no second item.
+    "gemini_thought_then_signed_calls": Case(
+        chunk({"reasoning_content": "list first"})
+        + chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk({"reasoning_content": "then print"})
+        + chunk({"tool_calls": [call(None, "g2", "exec_command", "{}", **_signed("S2"))]})
+        + chunk(finish="stop")
+        + DONE
+    ),
+    # The signature comes after the call opened: the item goes at the end.
+    "gemini_signature_after_the_call_opened": Case(
+        chunk({"tool_calls": [call(0, "g1", "exec_command", '{"cmd":')]})
+        + chunk({"tool_calls": [call(0, args='"ls"}', **_signed("S1"))]})
+        + chunk({"reasoning_content": "and then"})
+        + chunk({"tool_calls": [call(1, "g2", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
         + DONE
     ),
     "text_then_call": Case(

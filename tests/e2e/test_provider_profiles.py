@@ -50,18 +50,6 @@ SHOWS_REASONING = frozenset(FAMILIES) - {"mistral", "gemini"}
 # Families whose usage carries no cached-token count (the others report 40 of 100 cached, each
 # in its own shape: strict_providers' dialects).
 PLAIN_USAGE = frozenset({"generic", "groq", "mistral", "ollama", "llamacpp", "lmstudio"})
-# Gemini's compat endpoint signs each call (extra_content.google.thought_signature) and shows no
-# thought text unless asked; the stream translator seals signatures only into a reasoning item,
-# and none opens without text, so the second request goes out unsigned and Gemini refuses it.
-# The stream-side remedy (an empty reasoning item sealed with the signatures of the calls it
-# precedes) is reported for the stream translator; strict, so the mark must go when it lands.
-GEMINI_GAP = pytest.mark.xfail(
-    strict=True, reason="stream side: a signature without thought text is not sealed yet"
-)
-
-
-def families(*, gap: frozenset[str] = frozenset({"gemini"})) -> list[Any]:
-    return [pytest.param(f, marks=GEMINI_GAP) if f in gap else f for f in FAMILIES]
 
 
 def step_reasoning(family: str, step: int) -> str:
@@ -147,7 +135,7 @@ def assistant_calls(chat: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in chat["messages"] if m.get("role") == "assistant" and m.get("tool_calls")]
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_tool_loop_with_reasoning_is_accepted_by_the_strict_fake(
     sessions: dict[str, Session], family: str
 ) -> None:
@@ -207,8 +195,10 @@ def test_codex_saw_the_reasoning(sessions: dict[str, Session], family: str) -> N
         assert step_reasoning(family, step) in shown, run.describe()
 
 
-@GEMINI_GAP
 def test_gemini_signatures_went_back_on_their_calls(sessions: dict[str, Session]) -> None:
+    """Gemini signs each call and sends no thought text: the relay seals each signature into a
+    reasoning item without text (core/stream.py rule 5), Codex replays it, and the next request
+    puts the signature back on its call."""
     up = sessions["gemini"].upstream
     last = up.chat_requests()[-1]
     signed = {
@@ -221,7 +211,7 @@ def test_gemini_signatures_went_back_on_their_calls(sessions: dict[str, Session]
     assert not any("reasoning_content" in m or "reasoning" in m for m in assistant_calls(last))
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_codex_reports_the_usage_the_family_sent(sessions: dict[str, Session], family: str) -> None:
     """Each family's usage shape (cached tokens in every form) reaches Codex's token count."""
     run = sessions[family].run

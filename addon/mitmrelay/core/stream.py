@@ -33,7 +33,11 @@ Rules:
 5. With a reasoning carrier, a reasoning item's ``output_item.done`` waits until the upstream
    finishes: its sealed blob names the calls that follow it up to the next reasoning item, with
    their Gemini signatures, and carries the ``reasoning_details`` that came with this item
-   alone (docs/codex-contract.md §7.3: Codex replays the item verbatim).
+   alone (docs/codex-contract.md §7.3: Codex replays the item verbatim). Gemini signs calls
+   without sending thought text (docs/providers.md §1.2), so a signed call that no reasoning
+   item precedes gets one without text (``SignatureItem``), opened right before it; a call
+   signed only after it opened gets one at the end, after the calls. Either way the signature
+   travels in a blob Codex replays, and the request side puts it back on its call by id.
 6. Nothing raises out of ``feed``/``feed_chunk``/``finish``/``fail``/``keepalive``: an internal
    error becomes ``response.failed`` (mitmproxy drops a chunk when a stream callable raises:
    docs/mitmproxy-notes.md §5), and text UTF-8 cannot carry (a lone surrogate, valid in JSON)
@@ -72,6 +76,7 @@ from .output_items import (
     CompactionItem,
     MessageItem,
     ReasoningItem,
+    SignatureItem,
     StreamFailure,
 )
 from .profiles import GENERIC, Profile
@@ -567,6 +572,8 @@ class StreamTranslator:
 
     def _open_call(self, call: _UpstreamCall) -> CallItem:
         self._close_open()
+        if call.signature is not None and self._carrier is not None and not self._unsealed:
+            self._unsealed.append(self._signature_item())  # rule 5: none precedes this call
         call_id = self._client_call_id(call.upstream_id)
         origin = self._ctx.tools.get(call.name)
         index = self._take_index()
@@ -671,21 +678,32 @@ class StreamTranslator:
         item.open()
         self._finish(index, item.close())
 
+    def _signature_item(self) -> tuple[ReasoningItem, dict[str, Any]]:
+        """A reasoning item without text, opened and closed, to be sealed like any other."""
+        item = SignatureItem(self._w, self._new_id("rs"), self._take_index())
+        item.open()
+        return item, item.close()
+
     def _seal_reasoning(self, whole: list[tuple[CallItem, str | None]]) -> None:
         """Seal each reasoning item held back with what the next request must send back: its
         text, its own provider details and the whole calls that follow it (rule 5; a call cut
         by the length limit is never sent, so never named); then send its output_item.done."""
         carrier = self._carrier
+        if carrier is None:
+            return  # nothing is held back without a carrier
         opened = sorted(whole, key=lambda pair: pair[0].output_index)
-        for n, (reasoning, finished) in enumerate(self._unsealed):
-            assert carrier is not None  # only held back with a carrier
+        held = self._unsealed
+        groups = []
+        for n, (reasoning, finished) in enumerate(held):
             start = reasoning.output_index
-            bound = (
-                self._unsealed[n + 1][0].output_index
-                if n + 1 < len(self._unsealed)
-                else self._opened
-            )
+            bound = held[n + 1][0].output_index if n + 1 < len(held) else self._opened
             calls = [(c, s) for c, s in opened if start < c.output_index < bound]
+            groups.append((reasoning, finished, calls))
+        first = held[0][0].output_index if held else self._opened
+        before = [(c, s) for c, s in opened if c.output_index < first]
+        if any(s for _, s in before):  # signed only after the call opened (rule 5)
+            groups.append((*self._signature_item(), before))
+        for reasoning, finished, calls in groups:
             finished["encrypted_content"] = carrier.seal(
                 ReasoningPayload(
                     text=reasoning.text,
@@ -694,8 +712,8 @@ class StreamTranslator:
                     call_ids=tuple(c.call_id for c, _ in calls),
                 )
             )
-            self._finish(start, finished)
-        self._unsealed.clear()
+            self._finish(reasoning.output_index, finished)
+        held.clear()
 
     def _fail_on(self, error: Exception, what: str) -> None:
         if isinstance(error, StreamFailure | RelayError):
