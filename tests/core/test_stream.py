@@ -394,6 +394,64 @@ def test_a_lone_surrogate_is_sealed_exactly_as_the_upstream_sent_it():
     )
 
 
+def _mistral(*parts: dict[str, Any] | str) -> bytes:
+    """One chunk whose content is Mistral's: a list of typed chunks, or a plain string."""
+    content = parts[0] if len(parts) == 1 and isinstance(parts[0], str) else list(parts)
+    return chunk({"content": content})
+
+
+def _thinking(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
+@pytest.mark.parametrize("mode", ["summary", "raw", "hidden"])
+def test_mistral_thinking_chunks_are_reasoning_and_text_chunks_are_text(mode):
+    """Mistral's reasoning models stream content as typed chunks while they think, plain
+    strings after (docs/providers.md §1.1): the thinking is Codex's reasoning, sealed to go
+    back; text chunks and strings are the answer."""
+    carrier = FakeCarrier()
+    raw = (
+        _mistral(_thinking("Two lines, "))
+        + _mistral(_thinking("one command each."), {"type": "text", "text": "On it"})
+        + _mistral(", running it.")
+        + chunk({"tool_calls": [call(0, "abcDEF123", "exec_command", '{"cmd":"ls"}')]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    out = run(raw, carrier=carrier, reasoning_mode=mode)
+    rs, msg, fc = terminal(out)["response"]["output"]
+    assert (rs["summary"] or rs["content"])[0]["text"] == "Two lines, one command each."
+    assert msg["content"][0]["text"] == "On it, running it."
+    assert fc["call_id"] == "abcDEF123"
+    assert carrier.sealed == [
+        ReasoningPayload(text="Two lines, one command each.", call_ids=("abcDEF123",))
+    ]
+    if mode == "summary":
+        deltas = [e["delta"] for e in events(out) if e["type"].endswith("summary_text.delta")]
+        assert deltas == ["Two lines, ", "one command each."]
+
+
+def test_other_typed_chunks_show_nothing_and_fail_nothing():
+    """References and images (Mistral's other chunk kinds), unknown kinds and junk elements
+    carry no text to show; a thinking chunk may hold a reference beside its text."""
+    reference = {"type": "reference", "reference_ids": [1]}
+    raw = (
+        _mistral(
+            {"type": "thinking", "thinking": [reference, {"type": "text", "text": "hm"}]},
+            reference,
+            {"type": "image_url", "image_url": "https://example.test/a.png"},
+            {"type": "future_kind", "text": "no"},
+            "junk",
+            {"type": "text", "text": "ok"},
+        )
+        + chunk(finish="stop")
+        + DONE
+    )
+    rs, msg = terminal(run(raw))["response"]["output"]
+    assert rs["summary"][0]["text"] == "hm"
+    assert msg["content"][0]["text"] == "ok"
+
+
 # Any characters, lone surrogates and think tags among them.
 ANY_TEXT = st.lists(
     st.characters() | st.sampled_from(["\ud83d", "\ude00", "<think>", "</think>"]), max_size=8
@@ -651,7 +709,10 @@ WELL_FORMED = {
                 "reasoning_content": "r",
                 "reasoning": "r",
                 "reasoning_details": [{"type": "reasoning.text", "text": "t", "summary": "s"}],
-                "content": "a",
+                "content": [  # Mistral's typed chunks; any string stands in for them too
+                    {"type": "thinking", "thinking": [{"type": "text", "text": "t"}]},
+                    {"type": "text", "text": "a"},
+                ],
                 "tool_calls": [
                     {
                         "index": 0,
@@ -680,6 +741,13 @@ FIELD_PATHS = [
     ("choices", 0, "delta", "reasoning_details", 0, "text"),
     ("choices", 0, "delta", "reasoning_details", 0, "summary"),
     ("choices", 0, "delta", "content"),
+    ("choices", 0, "delta", "content", 0),
+    ("choices", 0, "delta", "content", 0, "type"),
+    ("choices", 0, "delta", "content", 0, "thinking"),
+    ("choices", 0, "delta", "content", 0, "thinking", 0),
+    ("choices", 0, "delta", "content", 0, "thinking", 0, "type"),
+    ("choices", 0, "delta", "content", 0, "thinking", 0, "text"),
+    ("choices", 0, "delta", "content", 1, "text"),
     ("choices", 0, "delta", "tool_calls"),
     CALL,
     (*CALL, "index"),
@@ -725,6 +793,7 @@ def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 @example([((*CALL, "function"), "oops")], "summary")
 @example([((*CALL, "id"), 7)], "summary")
 @example([(("choices", 0, "delta", "reasoning_details", 0, "text"), 1)], "summary")
+@example([(("choices", 0, "delta", "content", 0, "type"), ["thinking"])], "summary")
 def test_any_json_in_any_field_is_the_upstreams_fault_never_an_internal_error(changes, mode):
     """h11's fuzz invariant for parsed chunks: whatever JSON value stands where the translator
     reads a field, the stream ends in exactly one terminal event and a failure names the

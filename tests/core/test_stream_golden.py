@@ -67,6 +67,10 @@ def _details(text: str) -> dict[str, Any]:
     return {"type": "reasoning.text", "text": text, "format": "anthropic-claude-v1"}
 
 
+def _thinking(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
 def _signed(signature: str) -> dict[str, Any]:
     return {"extra_content": {"google": {"thought_signature": signature}}}
 
@@ -159,6 +163,15 @@ EXTRA: dict[str, Case] = {
         + chunk({"reasoning_content": "and then"})
         + chunk({"tool_calls": [call(1, "g2", "exec_command", "{}")]})
         + chunk(finish="tool_calls")
+        + DONE
+    ),
+    # Mistral: thinking as typed content chunks, then plain strings (docs/providers.md §1.1).
+    "mistral_thinking_chunks": Case(
+        chunk({"content": [_thinking("Two lines, ")]})
+        + chunk({"content": [_thinking("one each."), {"type": "text", "text": "On it"}]})
+        + chunk({"content": ", running it."})
+        + chunk({"tool_calls": [call(0, "abcDEF123", "exec_command", '{"cmd":"ls"}')]})
+        + chunk(finish="tool_calls", usage={"prompt_tokens": 9, "completion_tokens": 3})
         + DONE
     ),
     "text_then_call": Case(
@@ -384,6 +397,27 @@ COMPLETIONS: dict[str, bytes] = {
                 }
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+    ).encode(),
+    # Mistral's whole answer: the message's content is the list of typed chunks.
+    "completion_mistral_thinking": json.dumps(
+        {
+            "id": "cmpl-m",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "mistral-medium-3-5",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": [_thinking("Add it up."), {"type": "text", "text": "4"}],
+                        "tool_calls": None,
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
         }
     ).encode(),
     "completion_length": json.dumps(

@@ -45,8 +45,8 @@ Rules:
 7. The upstream's shapes are checked where they are read, so a malformed chunk is the
    upstream's fault, never a ``relay_internal_error``: a field the translator descends into
    (``choices``, a choice's delta, ``tool_calls``, a call's ``function``, ``extra_content``,
-   ``reasoning_details``) holding anything but an object or list as the Chat Completions schema
-   has it fails the response as ``upstream_protocol_error``; a list element that is not an
+   ``reasoning_details``, a thinking chunk's ``thinking``) holding anything but the object or
+   list its schema has fails the response as ``upstream_protocol_error``; a list element that is not an
    object is skipped, and a scalar of another type (a numeric ``id``) counts as absent.
 """
 
@@ -406,8 +406,11 @@ class StreamTranslator:
             elif reasoning and isinstance(reasoning, str):
                 self._reasoning(reasoning)
             content = delta.get("content")
-            if content and isinstance(content, str):
-                self._content(content)
+            if content:
+                if isinstance(content, str):
+                    self._content(content)
+                elif isinstance(content, list):
+                    self._content_chunks(content)
             tool_calls = delta.get("tool_calls")
             if tool_calls:
                 if not isinstance(tool_calls, list):
@@ -468,6 +471,32 @@ class StreamTranslator:
             return
         for kind, piece in think.feed(text):
             self._reasoning(piece) if kind == "reasoning" else self._text(piece)
+
+    def _content_chunks(self, chunks: list[Any]) -> None:
+        """``content`` as a list of typed chunks: Mistral's reasoning models stream their
+        thinking so (``[{"type": "thinking", "thinking": [{"type": "text", "text": …}]}]``),
+        then plain strings (docs/providers.md §1.1). A ``thinking`` chunk is reasoning, a
+        ``text`` chunk is content; other kinds (references, images) have nothing to show."""
+        for part in chunks:
+            if isinstance(part, dict):
+                kind = part.get("type")
+                if kind == "text":
+                    text = part.get("text")
+                    if text and isinstance(text, str):
+                        self._content(text)
+                elif kind == "thinking":
+                    self._thinking_chunk(part.get("thinking"))
+
+    def _thinking_chunk(self, thinking: object) -> None:
+        if not thinking:
+            return
+        if not isinstance(thinking, list):
+            raise self._malformed("a thinking chunk's thinking", "a list")
+        for inner in thinking:
+            if isinstance(inner, dict) and inner.get("type") == "text":
+                text = inner.get("text")
+                if text and isinstance(text, str):
+                    self._reasoning(text)
 
     def _text(self, text: str) -> None:
         if self._summary is not None:
