@@ -8,7 +8,8 @@ again and calls again, then answers. The fake refuses what the real provider ref
 wording), records what the provider would silently punish, and answers in its own shapes
 (``support/strict_providers.py``). A family passes when Codex did the work, the fake refused
 nothing and recorded nothing, and what must survive a round trip did: the reasoning (in the
-family's field), Kimi's ids, Gemini's signatures, the usage Codex reports.
+family's field, or Mistral's thinking chunks), Kimi's ids, Gemini's signatures, the usage Codex
+reports.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 )
 ROUNDS = 2
-# Families whose thinking text the relay shows Codex today. Mistral streams it as typed content
-# chunks the stream translator does not read yet; Gemini shows none (its signature carries it).
-SHOWS_REASONING = frozenset(FAMILIES) - {"mistral", "gemini"}
+# Families whose thinking text the relay shows Codex: all but Gemini, which sends none (each
+# call's signature stands for it). Mistral's comes as typed content chunks.
+SHOWS_REASONING = frozenset(FAMILIES) - {"gemini"}
 # Families whose usage carries no cached-token count (the others report 40 of 100 cached, each
 # in its own shape: strict_providers' dialects).
 PLAIN_USAGE = frozenset({"generic", "groq", "mistral", "ollama", "llamacpp", "lmstudio"})
@@ -193,6 +194,18 @@ def test_codex_saw_the_reasoning(sessions: dict[str, Session], family: str) -> N
     shown = " ".join(item.get("text", "") for item in run.items("reasoning"))
     for step in range(ROUNDS):
         assert step_reasoning(family, step) in shown, run.describe()
+
+
+def test_mistral_got_its_thinking_back_as_thinking_chunks(sessions: dict[str, Session]) -> None:
+    """Mistral streamed its thinking as typed content chunks; Codex showed it (above) and the
+    relay sent it back the same way, at the head of each call message's content, never as a
+    reasoning field (its strict schema refuses one)."""
+    last = sessions["mistral"].upstream.chat_requests()[-1]
+    thoughts = [
+        [part["thinking"][0]["text"] for part in m["content"] if part["type"] == "thinking"]
+        for m in assistant_calls(last)
+    ]
+    assert thoughts == [[step_reasoning("mistral", step)] for step in range(ROUNDS)]
 
 
 def test_gemini_signatures_went_back_on_their_calls(sessions: dict[str, Session]) -> None:

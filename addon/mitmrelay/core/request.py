@@ -25,11 +25,13 @@ Rules (each cites the fact it rests on):
    message, right after it, in order. A call without output gets ``MISSING_OUTPUT``; an output
    without a call is dropped (logged).
 4. Reasoning items never become visible text (providers.md §1.2): they fill the reasoning field
-   (``profile.reasoning_replay``) of the next assistant message. Source, in order: the sealed
-   carrier's payload, ``reasoning_text`` content, the summary text. Gemini's thought signatures
-   in a payload go back on their calls by call id, wherever the item stands in the input (the
-   stream side seals a signature into a reasoning item before its call, or after it when the
-   signature came late: core/stream.py rule 5).
+   (``profile.reasoning_replay``) of the next assistant message, or, for a provider with no such
+   field (``profile.thinking_chunks``: Mistral), a typed ``thinking`` chunk at the head of its
+   content, and only when the routed model thinks (docs/providers.md §2 Mistral). Source, in
+   order: the sealed carrier's payload, ``reasoning_text`` content, the summary text. Gemini's
+   thought signatures in a payload go back on their calls by call id, wherever the item stands
+   in the input (the stream side seals a signature into a reasoning item before its call, or
+   after it when the signature came late: core/stream.py rule 5).
 5. Freeform (``custom``) tools become functions with one string parameter whose description
    carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
    reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
@@ -457,10 +459,14 @@ def _place_reasoning(
     message: dict[str, Any], reasoning: _Reasoning | None, profile: Profile, thinks: bool
 ) -> None:
     """Fills the message's reasoning fields (rule 4)."""
+    text = _text(reasoning) if reasoning is not None else ""
+    if profile.thinking_chunks and text and thinks:
+        content = message["content"]
+        if content is not None or message.get("tool_calls"):  # else nothing is sent (_ordered)
+            message["content"] = _thinking_content(text, content)
     field_name = profile.reasoning_replay
     if field_name == "none":
         return
-    text = _text(reasoning) if reasoning is not None else ""
     placeholder = profile.reasoning_placeholder
     if not text and thinks and placeholder is not None and message.get("tool_calls"):
         text = placeholder
@@ -468,6 +474,18 @@ def _place_reasoning(
         message[field_name] = text
     if isinstance(reasoning, ReasoningPayload) and reasoning.details:
         message["reasoning_details"] = [dict(d) for d in reasoning.details]
+
+
+def _thinking_content(reasoning: str, text: str | None) -> list[dict[str, Any]]:
+    """Mistral's assistant content with its thinking: a ``thinking`` chunk holding one text
+    chunk, then the text, as Mistral streams them and its own SDK replays them (ThinkChunk,
+    TextChunk: docs/providers.md §2 Mistral)."""
+    chunks: list[dict[str, Any]] = [
+        {"type": "thinking", "thinking": [{"type": "text", "text": reasoning}]}
+    ]
+    if text:
+        chunks.append({"type": "text", "text": text})
+    return chunks
 
 
 def _merge_systems(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

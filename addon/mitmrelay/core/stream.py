@@ -46,8 +46,9 @@ Rules:
    upstream's fault, never a ``relay_internal_error``: a field the translator descends into
    (``choices``, a choice's delta, ``tool_calls``, a call's ``function``, ``extra_content``,
    ``reasoning_details``, a thinking chunk's ``thinking``) holding anything but the object or
-   list its schema has fails the response as ``upstream_protocol_error``; a list element that is not an
-   object is skipped, and a scalar of another type (a numeric ``id``) counts as absent.
+   list its schema has fails the response as ``upstream_protocol_error``; a list element that
+   is not an object is skipped, and a scalar of another type (a numeric ``id``) counts as
+   absent.
 """
 
 from __future__ import annotations
