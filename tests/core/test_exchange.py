@@ -258,6 +258,7 @@ def test_kept_reasoning_is_looked_up_and_restored_per_provider():
     keys = ex.reasoning_keys()
     assert keys[0] == reasoning_key("deepseek", "call_a") == "reasoning:deepseek:call_a"
     assert keys[1].startswith("reasoning:deepseek:turn:")
+    assert ex.restore({}) is call  # nothing kept: nothing rebuilt
     # Another provider's record under the same call id is not this provider's reasoning.
     other = {reasoning_key("kimi", "call_a"): {"text": "kimi thought"}}
     assert ex.restore(other) is call

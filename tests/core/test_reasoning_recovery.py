@@ -4,7 +4,9 @@ import pytest
 
 from mitmrelay.core.reasoning_recovery import (
     is_missing_reasoning_error,
+    restoration_keys,
     with_reasoning_placeholders,
+    with_restored_reasoning,
 )
 
 
@@ -112,3 +114,23 @@ def test_turn_fingerprint_finds_reasoning_when_call_ids_were_rewritten():
         ]
     }
     assert with_restored_reasoning(other, kept.get)[1] == 0
+
+
+def test_restoration_keys_are_the_lookups_restoring_would_make_in_order():
+    chat = {
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "x"},
+            {
+                "role": "assistant",
+                "reasoning_content": "kept",
+                "tool_calls": [{"id": "b", "function": {"name": "f"}}],
+            },
+            {"role": "tool", "tool_call_id": "b", "content": "y"},
+        ]
+    }
+    asked: list[str] = []
+    with_restored_reasoning(chat, lambda key: asked.append(key), "reasoning_content")
+    assert restoration_keys(chat) == asked
+    assert asked[0] == "a" and asked[1].startswith("turn:") and len(asked) == 2

@@ -53,6 +53,7 @@ from .outcome import AttemptOutcome, ExchangeOutcome
 from .reasoning import ReasoningCarrier
 from .reasoning_recovery import (
     payload_record,
+    restoration_keys,
     turn_fingerprint,
     with_reasoning_placeholders,
     with_restored_reasoning,
@@ -229,17 +230,14 @@ class Exchange:
         call = self.calls[-1]
         if call.target.provider.profile.reasoning_replay == "none":
             return []
-        keys: list[str] = []
-        name = call.label
-        with_restored_reasoning(
-            call.chat, lambda key: keys.append(reasoning_key(name, key)), _field(call)
-        )
-        return keys
+        return [reasoning_key(call.label, k) for k in restoration_keys(call.chat, _field(call))]
 
     def restore(self, kept: Mapping[str, Mapping[str, Any]]) -> UpstreamCall:
         """The latest attempt with the reasoning ``kept`` holds put back (rule 5); it
         replaces that attempt."""
         call = self.calls[-1]
+        if not kept:
+            return call
         name = call.label
         chat, changed = with_restored_reasoning(
             call.chat, lambda key: kept.get(reasoning_key(name, key)), _field(call)
