@@ -1,10 +1,12 @@
-"""The self-healing retry as the link's attempt policy (``Relay._healer``): DeepSeek's refusal
+"""The self-healing retry as the link's attempt policy (``Relay._next_attempt`` over
+core/attempts.py, with a one-provider plan): DeepSeek's refusal
 of a history that lost reasoning is retried once, at once, with placeholders and a fresh
 translator; nothing else is. The same end to end: test_mitmdump.py
 (``test_lost_reasoning_is_healed_once_with_placeholders``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -32,6 +34,8 @@ def relayed_job(tmp_path, *, stream: bool = True) -> LinkJob:
             relay,
             confdir=str(tmp_path),
             relay_upstream="https://api.deepseek.com/v1",
+            # No placeholder of its own: the history reaches DeepSeek without reasoning.
+            relay_profile="generic",
         )
         body = {"model": "deepseek-chat", "input": HISTORY, "stream": stream}
         f = tflow.tflow(
@@ -43,8 +47,8 @@ def relayed_job(tmp_path, *, stream: bool = True) -> LinkJob:
             )
         )
         f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
-        relay._relay(f)
-        job = relay.exchanges[f.id].link_job
+        asyncio.run(relay.request(f))
+        job = relay.flights[f.id].job
     assert job is not None and job.next_attempt is not None
     return job
 

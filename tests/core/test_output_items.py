@@ -15,7 +15,7 @@ from chat_streams import CTX, DONE, call, chunk, events, run, terminal
 from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
 from test_stream_golden import GOLDEN
 
-from mitmrelay.addon import REASONING_MODES
+from mitmrelay.config import REASONING_MODES
 from mitmrelay.core import output_items
 from mitmrelay.core.context import ToolKind, ToolOrigin, TranslationContext
 from mitmrelay.core.events import ALL_EVENTS, EventWriter

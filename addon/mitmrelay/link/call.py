@@ -58,7 +58,7 @@ import math
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from mitmrelay.core.completion import completion_as_sse
+from mitmrelay.core.exchange import answer_events
 from mitmrelay.core.stream import StreamTranslator
 from mitmrelay.core.upstream_errors import MappedError, map_transport_error, map_upstream_error
 
@@ -338,16 +338,10 @@ class Call:
             self._answer(status, answer_headers(headers), body)
             return None
         # Committed while the answer was on its way: a whole completion is the one-chunk
-        # stream it is equivalent to (core/completion.py).
+        # stream it is equivalent to (core/exchange.py answer_events, as the relay's hooks).
         translator = self._translator
         assert translator is not None
-        try:
-            out = translator.feed(completion_as_sse(body)) + translator.finish()
-        except ValueError:
-            out = translator.fail(
-                "upstream_invalid_json", f"{name} answered with a body that is not JSON"
-            )
-        return self._settled(out)
+        return self._settled(answer_events(translator, body, event_stream=False, upstream=name))
 
     # ------------------------------------------------------------------ giving up
 
