@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,6 +209,81 @@ def counters(record: UsageRecord) -> dict[str, int | float]:
         "first_event_s": record.first_event_s or 0.0,
         "total_s": record.total_s,
     }
+
+
+# A record as stored: column -> plain value (the SQL table's columns, Redis's JSON document).
+RECORD_COLUMNS = (
+    "at",
+    "day",
+    "response_id",
+    "client_model",
+    "provider",
+    "upstream_model",
+    "status",
+    "failure",
+    "stream",
+    "input_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost",
+    "first_event_s",
+    "total_s",
+    "fallbacks",
+    "attempt_failures",
+)
+
+
+def record_row(record: UsageRecord) -> dict[str, Any]:
+    """The record as stored (``RECORD_COLUMNS``); token counts None when no usage came,
+    ``attempt_failures`` as ``[[provider, upstream model, cause], ...]``."""
+    tokens = record.tokens
+    return {
+        "at": record.at,
+        "day": record.day,
+        "response_id": record.response_id,
+        "client_model": record.client_model,
+        "provider": record.provider,
+        "upstream_model": record.upstream_model,
+        "status": record.status,
+        "failure": record.failure,
+        "stream": record.stream,
+        "input_tokens": tokens.input if tokens else None,
+        "cached_tokens": tokens.cached if tokens else None,
+        "output_tokens": tokens.output if tokens else None,
+        "reasoning_tokens": tokens.reasoning if tokens else None,
+        "total_tokens": tokens.total if tokens else None,
+        "cost": record.cost,
+        "first_event_s": record.first_event_s,
+        "total_s": record.total_s,
+        "fallbacks": record.fallbacks,
+        "attempt_failures": [
+            [f.provider, f.upstream_model, f.cause] for f in record.attempt_failures
+        ],
+    }
+
+
+def batch_counters(
+    records: Iterable[UsageRecord],
+) -> tuple[
+    dict[tuple[str, str, str, str], dict[str, int | float]], dict[tuple[str, str, str, str], int]
+]:
+    """A batch of records summed per group and per failure key, so a store makes one update
+    per row touched instead of one per record."""
+    groups: dict[tuple[str, str, str, str], dict[str, int | float]] = {}
+    failures: dict[tuple[str, str, str, str], int] = {}
+    for record in records:
+        added = counters(record)
+        into = groups.get(record.group)
+        if into is None:
+            groups[record.group] = added
+        else:
+            for name in COUNTERS:
+                into[name] += added[name]
+        for key in failure_keys(record):
+            failures[key] = failures.get(key, 0) + 1
+    return groups, failures
 
 
 def failure_keys(record: UsageRecord) -> list[tuple[str, str, str, str]]:
