@@ -29,9 +29,9 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from mitmproxy import connection, ctx, exceptions, http
+from mitmproxy import connection, ctx, exceptions, hooks, http
 from mitmproxy.proxy import mode_specs
 
 from . import inspection
@@ -42,6 +42,8 @@ from .core.completion import completion_as_sse
 from .core.context import TranslationContext
 from .core.errors import ClientRequestError
 from .core.history import conversation_record, history_items
+from .core.ledger import format_cost
+from .core.outcome import AttemptOutcome, ExchangeOutcome
 from .core.profiles import GENERIC, PROFILES, Profile
 from .core.reasoning_recovery import (
     is_missing_reasoning_error,
@@ -80,6 +82,29 @@ CLIENT_ONLY_HEADERS = (
 REASONING_KEY = "reasoning:"  # state-store key prefix of the call_id -> reasoning map
 
 
+# ---------------------------------------------------------------------- usage hand-over
+# The exchange's outcome to the usage addon (usage_addon.py), until the routing rewrite of this
+# module builds one ExchangeOutcome per exchange and triggers these same two hooks itself.
+
+
+@dataclass
+class RelayExchangeStartedHook(hooks.Hook):
+    """A relayed exchange was sent on its way (for gauges of exchanges in flight)."""
+
+    name: ClassVar[str] = "mitmrelay_exchange_started"
+    response_id: str
+    client_model: str
+    stream: bool
+
+
+@dataclass
+class RelayExchangeEndedHook(hooks.Hook):
+    """A relayed exchange ended: what it came to (core/outcome.py), for every consumer."""
+
+    name: ClassVar[str] = "mitmrelay_exchange_ended"
+    outcome: ExchangeOutcome
+
+
 def _answer(status: int, headers: dict[str, str], body: bytes) -> http.Response:
     return http.Response.make(status, body, headers)
 
@@ -98,6 +123,8 @@ class _Exchange:
     link_token: str | None = None
     link_job: LinkJob | None = None
     client_request: http.Request | None = None  # as the client sent it, for mitmweb
+    started_at: float = field(default_factory=time.time)  # unix s, for the usage ledger
+    first_byte: float | None = None  # monotonic: the answer's headers reached mitmproxy
 
 
 class Relay:
@@ -362,6 +389,7 @@ class Relay:
         carries it); anything else is buffered and rewritten in ``response``."""
         if flow.id not in self.exchanges or flow.response is None:
             return
+        self.exchanges[flow.id].first_byte = time.monotonic()
         if flow.response.headers.get(LOCAL_HEADER) == "translated":
             del flow.response.headers[LOCAL_HEADER]
             flow.response.stream = True
@@ -403,6 +431,8 @@ class Relay:
             exchange.ctx.upstream_model,
             flow.error.msg if flow.error else "?",
         )
+        outcome = self._usage_outcome(exchange, "failed", "flow_error", None)
+        ctx.master.addons.trigger(RelayExchangeEndedHook(outcome))
         self._show_legs(flow, exchange)
 
     def _show_legs(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
@@ -503,6 +533,9 @@ class Relay:
             "response_id": exchange.response_id,
             "profile": self.profile.name,
         }
+        ctx.master.addons.trigger(
+            RelayExchangeStartedHook(exchange.response_id, tctx.client_model, exchange.stream)
+        )
 
     def _upstream_model(self, client_model: str) -> str:
         for spec in ctx.options.relay_model_map:
@@ -765,6 +798,51 @@ class Relay:
             duration,
             f" ({why})" if why else "",
         )
+        code = error.get("code") or meta.get("error") or (failure.code if failure else None)
+        answered = status in ("completed", "incomplete")
+        outcome = self._usage_outcome(exchange, status, None if answered else code, usage or None)
+        cost = format_cost(outcome)
+        if cost:
+            flow.comment += f" | {cost}"
+        ctx.master.addons.trigger(RelayExchangeEndedHook(outcome))
+
+    def _usage_outcome(
+        self,
+        exchange: _Exchange,
+        status: str,
+        failure: str | None,
+        usage: dict[str, Any] | None,
+    ) -> ExchangeOutcome:
+        """The exchange as the usage addon reads it. The one provider is named after the
+        upstream's host; a self-healing retry is an attempt given up before the last."""
+        provider = self.upstream.hostname or "" if self.upstream else ""
+        model = exchange.ctx.upstream_model
+        job = exchange.link_job
+        attempts = []
+        if job is not None and job.retried:
+            attempts.append(AttemptOutcome(provider, model, 400, "invalid_request_error"))
+        attempts.append(AttemptOutcome(provider, model, job.status if job else None, failure))
+        return ExchangeOutcome(
+            response_id=exchange.response_id,
+            client_model=exchange.ctx.client_model,
+            provider=provider,
+            upstream_model=model,
+            status=status,
+            stream=exchange.stream,
+            started_at=exchange.started_at,
+            total_s=time.monotonic() - exchange.started,
+            first_event_s=None
+            if exchange.first_byte is None
+            else exchange.first_byte - exchange.started,
+            failure=failure,
+            usage=usage,
+            attempts=tuple(attempts),
+        )
+
+    def usage_status(self) -> tuple[bool, list[str]]:
+        """For /healthz: whether the relay has an upstream, and its provider's name."""
+        host = self.upstream.hostname if self.upstream else None
+        return host is not None, [host] if host else []
 
     def _upstream_base(self) -> str:
         up = self.upstream
