@@ -77,3 +77,25 @@ def test_not_json_fails():
         b"<html>", CTX, response_id="r", created_at=1, new_id=lambda p: p, upstream="vllm"
     )
     assert r["status"] == "failed" and r["error"]["code"] == "server_error"
+
+
+def test_feeding_the_chunk_parsed_or_as_sse_gives_the_same_bytes():
+    """The addon may feed a completion as SSE bytes; translate_completion hands the parsed
+    chunk over. Both are the same translation."""
+    from chat_streams import translator
+    from test_stream_golden import COMPLETIONS
+
+    from mitmrelay.core.completion import completion_as_sse, completion_chunk
+
+    for name, body in COMPLETIONS.items():
+        try:
+            chunk = completion_chunk(body)
+        except ValueError:
+            continue
+        as_sse, parsed = translator(), translator()
+        assert as_sse.feed(completion_as_sse(body)) + as_sse.finish() == (
+            parsed.feed_chunk(chunk) + parsed.finish()
+        ), name
+    done = translator()
+    done.fail("x", "y")
+    assert done.feed_chunk({}) == b""

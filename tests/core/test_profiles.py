@@ -40,6 +40,14 @@ def assistant(body, profile):
         ("kimi", {"reasoning_content": " "}, {"reasoning_content": "why"}),
         ("groq", {}, {}),
         ("openrouter", {}, {"reasoning": "why"}),
+        ("glm", {}, {"reasoning_content": "why"}),
+        ("qwen", {}, {"reasoning_content": "why"}),
+        ("mistral", {}, {}),
+        ("gemini", {}, {}),
+        ("ollama", {}, {"reasoning": "why"}),
+        ("vllm", {}, {"reasoning": "why"}),
+        ("llamacpp", {}, {"reasoning_content": "why"}),
+        ("lmstudio", {}, {"reasoning_content": "why"}),
     ],
 )
 def test_reasoning_policy(profile, lost, kept):
@@ -53,10 +61,27 @@ def test_reasoning_policy(profile, lost, kept):
     ("url", "name"),
     [
         ("https://api.deepseek.com/v1", "deepseek"),
+        ("https://api.deepseek.com", "deepseek"),
         ("https://API.Moonshot.cn/v1", "kimi"),
+        ("https://api.moonshot.ai/v1", "kimi"),
+        ("https://api.kimi.com/coding/v1", "kimi"),
+        ("https://api.z.ai/api/paas/v4", "glm"),
+        ("https://open.bigmodel.cn/api/paas/v4", "glm"),
+        ("https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen"),
+        ("https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "qwen"),
+        ("https://openrouter.ai/api/v1", "openrouter"),
         ("https://eu.openrouter.ai/api/v1", "openrouter"),
+        ("https://api.groq.com/openai/v1", "groq"),
+        ("https://api.mistral.ai/v1", "mistral"),
+        ("https://codestral.mistral.ai/v1", "mistral"),
+        ("https://generativelanguage.googleapis.com/v1beta/openai/", "gemini"),
+        ("https://ollama.com/v1", "ollama"),
         ("https://notopenrouter.ai/v1", "generic"),
+        ("https://api.deepseek.com.evil.example/v1", "generic"),
+        # Local servers listen anywhere: a route names their profile.
+        ("http://127.0.0.1:11434/v1", "generic"),
         ("http://127.0.0.1:8000/v1", "generic"),
+        ("not a url", "generic"),
     ],
 )
 def test_the_profile_is_guessed_from_the_host(url: str, name: str) -> None:

@@ -557,6 +557,9 @@ def test_additional_tools_item_is_treated_like_tools():
             {"type": "function", "name": "echo_tool", "namespace": "mcp__demo"},
             {"type": "function", "function": {"name": "mcp__demo__echo_tool"}},
         ),
+        # A hosted or allowed-tools choice has no Chat form: the model chooses.
+        ({"type": "allowed_tools", "mode": "auto", "tools": []}, "auto"),
+        ({"type": "web_search_preview"}, "auto"),
     ],
 )
 def test_tool_choice(choice, expected):
@@ -603,7 +606,7 @@ SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}}
         ({"reasoning": {"summary": "auto"}}, GENERIC, {}, ("reasoning_effort", "reasoning")),
         (
             {"reasoning": {"effort": "high"}},
-            replace(GENERIC, accepts_reasoning_effort=False),
+            replace(GENERIC, thinking=None),
             {},
             ("reasoning_effort",),
         ),
@@ -775,3 +778,23 @@ def test_unknown_tools_inside_a_namespace_are_skipped_not_a_400():
     }
     chat, _ = tr([user("u")], tools=[namespace])
     assert [t["function"]["name"] for t in chat["tools"]] == ["mcp__demo__echo_tool"]
+
+
+def test_an_image_beside_an_unreadable_part_keeps_the_image_and_the_text():
+    parts = [
+        {"type": "input_text", "text": "see"},
+        {"type": "input_file", "file_id": "file-1"},
+        {"type": "input_image", "image_url": "data:image/png;base64,AA==", "detail": "low"},
+    ]
+    message = msgs([{"type": "message", "role": "user", "content": parts}])[0]
+    assert message["content"] == [
+        {"type": "text", "text": "see"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "low"}},
+    ]
+
+
+def test_reasoning_with_nothing_after_it_sends_nothing():
+    assert msgs([user("u"), said("a"), reasoning("thinking, then interrupted")]) == [
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+    ]

@@ -19,7 +19,7 @@ from chat_streams import (
     types,
     usage,
 )
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mitmrelay.core.reasoning import ReasoningPayload
@@ -151,6 +151,12 @@ SCENARIOS: dict[str, bytes] = {
     + chunk(finish="tool_calls")
     + DONE,
     "invalid_arguments": chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd": ')]})
+    + chunk(finish="tool_calls")
+    + DONE,
+    # A raw newline inside a JSON string: not JSON, whatever the live decoder saw of it.
+    "freeform_raw_control_character": chunk(
+        {"tool_calls": [call(0, "c1", "apply_patch", '{"input": "a\nb"}')]}
+    )
     + chunk(finish="tool_calls")
     + DONE,
     "length_cuts_a_call": (
@@ -322,6 +328,7 @@ def test_incomplete(name, status, detail):
         ("invalid_json", "upstream_invalid_json"),
         ("call_without_name", "invalid_tool_call"),
         ("invalid_arguments", "invalid_tool_call"),
+        ("freeform_raw_control_character", "invalid_tool_call"),
     ],
 )
 def test_fail_closed(name, code):
@@ -347,6 +354,60 @@ def test_error_chunk_mentions_the_upstream_message():
 def test_tolerant_framing():
     assert terminal(run(SCENARIOS["done_without_newline"]))["type"] == "response.completed"
     assert terminal(run(SCENARIOS["crlf_and_comments"]))["type"] == "response.completed"
+
+
+@pytest.mark.parametrize("mode", ["summary", "raw", "hidden"])
+def test_a_lone_surrogate_from_upstream_never_raises(mode):
+    """Valid JSON, not UTF-8: the text goes out with U+FFFD in its place (rule 6)."""
+    raw = (
+        b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"a\\ud83d"}}]}\n\n'
+        + b'data: {"choices":[{"index":0,"delta":{"content":"\\udc00b"}}]}\n\n'
+        + chunk(finish="stop")
+        + DONE
+    )
+    done = terminal(run(raw, reasoning_mode=mode))
+    assert done["type"] == "response.completed"
+    rs, msg = done["response"]["output"]
+    assert (rs["summary"] or rs["content"])[0]["text"] == "a\ufffd"
+    assert msg["content"][0]["text"] == "\ufffdb"
+
+
+# Any characters, lone surrogates and think tags among them.
+ANY_TEXT = st.lists(
+    st.characters() | st.sampled_from(["\ud83d", "\ude00", "<think>", "</think>"]), max_size=8
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["reasoning_content", "content", "args", "name"]).flatmap(
+            lambda field: st.tuples(st.just(field), ANY_TEXT)
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(["summary", "raw", "hidden"]),
+    st.sampled_from(["stop", "tool_calls", "length", None]),
+)
+@example([("reasoning_content", "\ud83d")], "hidden", "stop")  # no delta shows it: done does
+@example([("args", '{"a": "\ud83d'), ("args", '"}'), ("name", "f")], "summary", "tool_calls")
+def test_any_strings_from_upstream_end_in_exactly_one_terminal_event(deltas, mode, finish):
+    """Whatever text valid JSON carries (lone surrogates, control characters, think tags
+    cut anywhere), the translator answers with events and one terminal event, never raises."""
+    raw = b""
+    for field, text in deltas:
+        if field in ("args", "name"):
+            tc = call(0, "c1", text if field == "name" else None, text if field == "args" else None)
+            raw += chunk({"tool_calls": [tc]})
+        else:
+            raw += chunk({field: text})
+    out = run(raw + chunk(finish=finish) + DONE, reasoning_mode=mode, carrier=FakeCarrier())
+    tys = types(out)
+    assert (
+        sum(ty in ("response.completed", "response.failed", "response.incomplete") for ty in tys)
+        == 1
+    )
+    assert tys[-1] in ("response.completed", "response.failed", "response.incomplete")
 
 
 def test_exactly_one_terminal_event_and_nothing_after():
@@ -404,6 +465,30 @@ def test_reasoning_payload_names_the_calls_and_gemini_signatures():
     done = [e for e in evs if e["type"] == "response.output_item.done"]
     assert done[0]["item"]["encrypted_content"] == "blob1"
     assert [d["output_index"] for d in done] == [0, 1]
+
+
+def test_each_reasoning_item_is_sealed_with_its_own_details():
+    """OpenRouter/MiniMax reasoning_details go back upstream with the reasoning item they came
+    with: two items in one stream, two payloads, neither holding the other's blocks."""
+    first = {"type": "reasoning.text", "text": "first", "signature": "s1"}
+    second = {"type": "reasoning.encrypted", "data": "b3BhcXVl"}
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"reasoning": "first", "reasoning_details": [first]})
+        + chunk({"content": "between"})
+        + chunk({"reasoning_details": [second]})
+        + chunk({"reasoning": "second"})
+        + chunk({"tool_calls": [call(0, "call_x", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    out = terminal(run(raw, carrier=carrier))["response"]["output"]
+    assert [i["type"] for i in out] == ["reasoning", "message", "reasoning", "function_call"]
+    assert carrier.sealed == [
+        ReasoningPayload(text="first", details=(first,)),
+        ReasoningPayload(text="second", details=(second,), call_ids=("call_x",)),
+    ]
+    assert [i.get("encrypted_content") for i in out] == ["blob1", None, "blob2", None]
 
 
 @settings(max_examples=60, deadline=None)
@@ -466,3 +551,75 @@ def test_no_takeover_after_an_output_item_or_of_a_started_translator() -> None:
     started.start()
     with pytest.raises(ValueError):
         started.continue_from(fresh)
+
+
+def _in_phase(phase: str):
+    t = translator()
+    if phase in ("streaming", "done"):
+        t.start()
+    if phase == "done":
+        t.fail("server_error", "gone")
+    assert t.phase.value == phase
+    return t
+
+
+CREATED = ["response.created", "response.in_progress"]
+TEXT = ["response.output_item.added", "response.content_part.added", "response.output_text.delta"]
+CALLS = {
+    "start": lambda t: t.start(),
+    "feed_empty": lambda t: t.feed(b""),
+    "feed": lambda t: t.feed(chunk({"content": "a"})),
+    "keepalive": lambda t: t.keepalive(),
+    "finish": lambda t: t.finish(),
+    "fail": lambda t: t.fail("server_error", "x"),
+}
+
+
+@pytest.mark.parametrize(
+    ("call", "new", "streaming"),
+    [
+        ("start", CREATED, []),
+        ("feed_empty", [], []),
+        ("feed", CREATED + TEXT, TEXT),
+        ("keepalive", CREATED, ["response.in_progress"]),
+        ("finish", [*CREATED, "response.failed"], ["response.failed"]),  # no finish_reason
+        ("fail", [*CREATED, "response.failed"], ["response.failed"]),
+    ],
+)
+def test_the_phase_table(call, new, streaming):
+    """StreamTranslator's docstring table: what each call sends in each phase."""
+    assert types(CALLS[call](_in_phase("new"))) == new
+    assert types(CALLS[call](_in_phase("streaming"))) == streaming
+    assert CALLS[call](_in_phase("done")) == b""
+    if call == "feed_empty":
+        t = _in_phase("new")
+        t.feed(b"")
+        assert t.phase.value == "new"
+
+
+def test_an_unknown_reasoning_mode_is_refused_at_once():
+    with pytest.raises(ValueError, match="reasoning mode"):
+        translator(reasoning_mode="loud")
+
+
+def test_done_once_the_terminal_event_is_sent():
+    t = translator()
+    t.feed(chunk({"content": "a"}) + chunk(finish="stop"))
+    assert not t.done
+    t.feed(DONE)
+    assert t.done and t.response["status"] == "completed"
+
+
+def test_a_takeover_before_anything_was_sent_starts_the_stream_itself():
+    first, second = translator(), translator(upstream="kimi")
+    second.continue_from(first)  # the first attempt failed before response.created
+    out = second.feed(text_stream("ok")) + second.finish()
+    assert types(out)[:2] == ["response.created", "response.in_progress"]
+    assert [e["sequence_number"] for e in events(out)] == list(range(len(events(out))))
+
+
+def test_a_parsed_chunk_that_is_not_an_object_fails_the_response():
+    t = translator()
+    t.start()
+    out = t.feed_chunk(["not", "an", "object"])
+    assert terminal(out)["response"]["error"]["message"].startswith("upstream_invalid_json")

@@ -2,11 +2,19 @@
 
 It speaks HTTP/1.1 on 127.0.0.1 (port 0), records every request, and answers from a queue of
 ``Reply`` objects (or a ``brain`` callable) with the shapes real providers send
-(providers.md §1): streamed chunks, usage chunks only when ``stream_options.include_usage`` was
-asked, provider error bodies with their real status and headers, cut streams.
+(docs/providers.md §1): streamed chunks, usage chunks only when
+``stream_options.include_usage`` was asked, provider error bodies with their real status and
+headers, cut streams.
+
+``family`` picks a provider's strict mode (``support.strict_providers``): the requests that
+provider refuses are refused with its status and wording, breaches it would silently punish are
+recorded in ``violations``, and answers come in its dialect (where reasoning goes, its tool-call
+ids, Gemini's missing ``index`` and thought signatures, where usage goes and what it holds).
+Replies are written in one canonical form (``reasoning_content``, ``content``, ``tool_calls``
+deltas) and rendered per family.
 
 Rules it enforces like the real services do (each switchable):
-- ``require_key``: ``Authorization: Bearer <key>`` or 401 (OpenAI's wording);
+- ``key``: ``Authorization: Bearer <key>`` or 401 (OpenAI's wording);
 - ``reject_empty_tools``: ``"tools": []`` is a 400 on several backends (providers.md §1.5);
 - ``deepseek_reasoning_rule``: an assistant tool-call message lacking the ``reasoning_content``
   this server produced for that call is a 400 with DeepSeek's exact wording (providers.md §1.2);
@@ -26,9 +34,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-DEEPSEEK_MISSING_REASONING = (
-    "The reasoning_content in the thinking mode must be passed back to the API."
+from support.strict_providers import (
+    DEEPSEEK_MISSING_REASONING,
+    STRICT,
+    Dialect,
+    Memory,
+    Rejection,
+    check,
+    openai_error,
 )
+
+__all__ = [
+    "DEEPSEEK_MISSING_REASONING",
+    "FakeUpstream",
+    "Reply",
+    "error",
+    "text",
+    "tool_call",
+]
 
 
 @dataclass
@@ -102,18 +125,25 @@ class FakeUpstream:
         deepseek_reasoning_rule: bool = False,
         models: tuple[str, ...] = ("deepseek-chat", "deepseek-reasoner"),
         tls: ssl.SSLContext | None = None,
+        family: str = "generic",
     ) -> None:
         self.tls = tls  # serve HTTPS with this context (upstream TLS tests)
         self.key = key
         self.reject_empty_tools = reject_empty_tools
         self.deepseek_reasoning_rule = deepseek_reasoning_rule
         self.models = models
+        self.family = family
+        self.dialect: Dialect = STRICT[family].dialect
         self.requests: list[dict[str, Any]] = []
         self.connections = 0  # TCP connections accepted
         self.closed_connections = 0  # ... that the client closed or reset first
         self.replies: list[Reply] = []
         self.brain: Callable[[dict[str, Any]], Reply] | None = None
-        self.produced_reasoning: dict[str, str] = {}  # tool call id -> reasoning it followed
+        self.memory = Memory()
+        # tool call id -> reasoning it followed (the same dict as memory.reasoning)
+        self.produced_reasoning: dict[str, str] = self.memory.reasoning
+        self.rejections: list[Rejection] = []  # what this server refused, in order
+        self.violations: list[str] = []  # what it would silently punish (strict_providers)
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -226,19 +256,12 @@ class FakeUpstream:
             )
         if not path.endswith("/chat/completions") or not isinstance(parsed, dict):
             return await self._send_json(writer, 404, {"error": {"message": "not found"}})
-        problem = self._validate(parsed)
-        if problem is not None:
-            return await self._send_json(
-                writer,
-                400,
-                {
-                    "error": {
-                        "message": problem,
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": "invalid_request_error",
-                    }
-                },
+        rejection = self._validate(parsed)
+        if rejection is not None:
+            with self._lock:
+                self.rejections.append(rejection)
+            return await self._send_raw(
+                writer, rejection.status, rejection.body, {"content-type": "application/json"}
             )
         reply = self._next_reply(parsed)
         if reply.delay_s:
@@ -264,39 +287,45 @@ class FakeUpstream:
             return self.brain(request)
         return text("ok")
 
-    def _validate(self, request: dict[str, Any]) -> str | None:
-        if self.reject_empty_tools and request.get("tools") == []:
-            return "Invalid 'tools': empty array. Expected an array with minimum length 1."
-        messages = request.get("messages") or []
-        for i, msg in enumerate(messages):
+    def _validate(self, request: dict[str, Any]) -> Rejection | None:
+        """The family's strict checks (support.strict_providers), then the switchable ones."""
+        if not self.reject_empty_tools and request.get("tools") == []:
+            request = {k: v for k, v in request.items() if k != "tools"}
+        rejection, violations = check(self.family, request, self.memory)
+        with self._lock:
+            self.violations += violations
+        if rejection is not None or not self.deepseek_reasoning_rule:
+            return rejection
+        for msg in request.get("messages") or ():
             calls = msg.get("tool_calls") if msg.get("role") == "assistant" else None
-            if not calls:
-                continue
-            ids = [c.get("id") for c in calls]
-            answered = [
-                m.get("tool_call_id")
-                for m in messages[i + 1 : i + 1 + len(ids)]
-                if m.get("role") == "tool"
-            ]
-            if answered != ids:
-                return (
-                    "An assistant message with 'tool_calls' must be followed by tool "
-                    "messages responding to each 'tool_call_id'."
-                )
             if (
-                self.deepseek_reasoning_rule
+                calls
                 and any(c.get("id") in self.produced_reasoning for c in calls)
                 and not msg.get("reasoning_content")
             ):
-                return DEEPSEEK_MISSING_REASONING
+                return openai_error(400, DEEPSEEK_MISSING_REASONING)
         return None
 
     def _remember_reasoning(self, reply: Reply) -> None:
+        """What later requests must bring back: reasoning per call (and OpenRouter's details),
+        Gemini's signatures (assigned here), every call id this server invented."""
         reasoning = "".join(c.get("reasoning_content", "") for c in reply.chunks)
         for chunk in reply.chunks:
             for call in chunk.get("tool_calls") or ():
-                if call.get("id") and reasoning:
-                    self.produced_reasoning[call["id"]] = reasoning
+                call_id = call.get("id")
+                if not call_id:
+                    continue
+                self.memory.call_ids.add(call_id)
+                if reasoning:
+                    self.produced_reasoning[call_id] = reasoning
+                    if self.dialect.reasoning == "reasoning_details":
+                        self.memory.details[call_id] = [
+                            _detail(c["reasoning_content"])
+                            for c in reply.chunks
+                            if c.get("reasoning_content")
+                        ]
+                if self.dialect.signatures:
+                    self.memory.signatures[call_id] = f"sig-{call_id}-{len(self.requests)}"
 
     async def _send_json(self, writer: asyncio.StreamWriter, status: int, obj: Any) -> bool:
         return await self._send_raw(
@@ -331,33 +360,34 @@ class FakeUpstream:
             writer.write(b"%x\r\n%s\r\n" % (len(data), data))
             await writer.drain()
 
+        dialect = self.dialect
         base = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
             "created": 1,
             "model": model,
         }
-        for delta in reply.chunks:
+        for delta in render_deltas(reply.chunks, dialect, self.memory.signatures):
             await send(
                 _sse({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
             )
         if reply.cut:
             writer.close()  # no finish_reason, no [DONE], no terminating chunk
             return False
-        await send(
-            _sse(
-                {
-                    **base,
-                    "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}],
-                }
-            )
-        )
-        if include_usage:
-            usage = reply.usage or {
-                "prompt_tokens": 100,
-                "completion_tokens": 10,
-                "total_tokens": 110,
-            }
+        usage = reply.usage or self._usage()
+        finish = reply.finish_reason
+        if finish == "tool_calls":
+            finish = dialect.tool_finish_reason
+        choice: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
+        last: dict[str, Any] = {**base, "choices": [choice]}
+        if dialect.usage_at == "choice":  # Kimi
+            choice["usage"] = usage
+        elif dialect.usage_at == "finish":  # GLM, Mistral: always, on the finish chunk
+            last["usage"] = usage
+        if dialect.x_groq:
+            last["x_groq"] = {"id": "req_fake", "usage": usage}
+        await send(_sse(last))
+        if include_usage and dialect.usage_at == "asked":
             await send(_sse({**base, "choices": [], "usage": usage}))
         await send(b"data: [DONE]\n\n")
         if gzip is not None:
@@ -366,6 +396,89 @@ class FakeUpstream:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return True
+
+    def _usage(self) -> dict[str, Any]:
+        if self.family == "generic":  # what the tests written before the strict modes read
+            return {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+        return self.dialect.usage(100, 10, 40, 4)
+
+
+def render_deltas(
+    chunks: list[dict[str, Any]], dialect: Dialect, signatures: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Canonical deltas (``reasoning_content``, ``content``, ``tool_calls``) as the family's
+    server streams them."""
+    out: list[dict[str, Any]] = []
+    in_think = False  # think_tags: an open <think> waits for its end
+    gemini_calls: dict[int, dict[str, Any]] = {}
+    for delta in chunks:
+        rendered: dict[str, Any] = {}
+        reasoning = delta.get("reasoning_content")
+        content = delta.get("content")
+        if reasoning:
+            rendered.update(_reasoning_delta(reasoning, dialect, opening=not in_think))
+            in_think = dialect.reasoning == "think_tags"
+        if content is not None:
+            if in_think and not reasoning:
+                content, in_think = "</think>" + content, False
+            rendered["content"] = rendered.get("content", "") + content
+        calls = delta.get("tool_calls")
+        if calls:
+            if in_think:
+                out.append({"content": "</think>"})
+                in_think = False
+            if dialect.tool_index:
+                rendered["tool_calls"] = [_signed(c, dialect, signatures) for c in calls]
+            else:  # Gemini: one whole call per delta, no index
+                for call in calls:
+                    _gather(gemini_calls, call)
+        if rendered:
+            out.append(rendered)
+    if in_think:
+        out.append({"content": "</think>"})
+    for call in gemini_calls.values():
+        out.append({"tool_calls": [_signed(call, dialect, signatures)]})
+    return out
+
+
+def _reasoning_delta(text: str, dialect: Dialect, *, opening: bool) -> dict[str, Any]:
+    shape = dialect.reasoning
+    if shape == "reasoning_content":
+        return {"reasoning_content": text}
+    if shape == "reasoning":
+        return {"reasoning": text}
+    if shape == "reasoning_details":  # OpenRouter
+        return {"reasoning": text, "reasoning_details": [_detail(text)]}
+    if shape == "thinking_chunks":  # Mistral: typed content chunks while it thinks
+        return {"content": [{"type": "thinking", "thinking": [{"type": "text", "text": text}]}]}
+    if shape == "think_tags":
+        return {"content": ("<think>" if opening else "") + text}
+    return {}  # "none": Gemini shows no thought text
+
+
+def _detail(text: str) -> dict[str, Any]:
+    return {"type": "reasoning.text", "text": text, "format": "unknown", "index": 0}
+
+
+def _signed(call: dict[str, Any], dialect: Dialect, signatures: dict[str, str]) -> dict[str, Any]:
+    call = dict(call)
+    if not dialect.tool_index:
+        call.pop("index", None)
+    signature = signatures.get(call.get("id", ""))
+    if dialect.signatures and signature:
+        call["extra_content"] = {"google": {"thought_signature": signature}}
+    return call
+
+
+def _gather(calls: dict[int, dict[str, Any]], delta: dict[str, Any]) -> None:
+    index = delta.get("index", 0)
+    call = calls.setdefault(
+        index,
+        {"id": delta.get("id"), "type": "function", "function": {"name": "", "arguments": ""}},
+    )
+    fn = delta.get("function") or {}
+    call["function"]["name"] += fn.get("name") or ""
+    call["function"]["arguments"] += fn.get("arguments") or ""
 
 
 def _sse(obj: dict[str, Any]) -> bytes:

@@ -49,16 +49,18 @@ class SealedReasoningCarrier:
         self._nonce = nonce_source
 
     def seal(self, payload: ReasoningPayload) -> str:
-        plain = json.dumps(
-            {
-                "t": payload.text,
-                "d": [dict(d) for d in payload.details],
-                "s": dict(payload.signatures),
-                "c": list(payload.call_ids),
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        record: dict[str, object] = {
+            "t": payload.text,
+            "d": [dict(d) for d in payload.details],
+            "s": dict(payload.signatures),
+            "c": list(payload.call_ids),
+        }
+        # Only the Responses wire sets these; blobs without them stay as they always were.
+        if payload.origin:
+            record["o"] = payload.origin
+        if payload.item:
+            record["i"] = dict(payload.item)
+        plain = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
         return PREFIX + self._encrypt(plain, PREFIX)
 
     def seal_compaction(self, summary: str) -> str:
@@ -100,6 +102,8 @@ class SealedReasoningCarrier:
                 details=tuple(d for d in data.get("d", ()) if isinstance(d, dict)),
                 signatures={str(k): str(v) for k, v in dict(data.get("s", {})).items()},
                 call_ids=tuple(str(c) for c in data.get("c", ())),
+                origin=str(data.get("o", "")),
+                item=dict(data.get("i", {})),
             )
         except (ValueError, TypeError, AttributeError):
             logger.info("a reasoning blob held no payload; using its readable text instead")

@@ -42,19 +42,20 @@ def translate_completion(
         upstream=upstream,
     )
     try:
-        chunk = completion_as_sse(body)
+        chunk = completion_chunk(body)
     except ValueError:
         translator.fail(
             "upstream_invalid_json", f"{upstream} answered with a body that is not JSON"
         )
         return translator.response
-    translator.feed(chunk)
+    translator.feed_chunk(chunk)
     translator.finish()
     return translator.response
 
 
-def completion_as_sse(body: bytes) -> bytes:
-    """A whole Chat completion as the one SSE chunk it is equivalent to.
+def completion_chunk(body: bytes) -> dict[str, Any]:
+    """A whole Chat completion as the one stream chunk it is equivalent to, for
+    ``StreamTranslator.feed_chunk``: the body is parsed once.
 
     Raises ValueError when the body is not a JSON object.
     """
@@ -67,7 +68,16 @@ def completion_as_sse(body: bytes) -> bytes:
         for choice in completion.get("choices") or ()
         if isinstance(choice, dict)
     ][:1]  # n=1: the relay never asks for more than one choice
-    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+    return chunk
+
+
+def completion_as_sse(body: bytes) -> bytes:
+    """A whole Chat completion as the one SSE chunk it is equivalent to (for a host that
+    feeds bytes; ``completion_chunk`` + ``feed_chunk`` skips the round trip through JSON).
+
+    Raises ValueError when the body is not a JSON object.
+    """
+    return b"data: " + json.dumps(completion_chunk(body)).encode() + b"\n\n"
 
 
 def _as_delta(message: dict[str, Any]) -> dict[str, Any]:

@@ -11,9 +11,18 @@ a state store can persist it.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+class ToolKind(enum.StrEnum):
+    """How the client declared a tool, and so which output item a call of it becomes
+    (``CALL_ITEMS`` in core/output_items.py: one row per member)."""
+
+    FUNCTION = "function"  # a function_call (with its namespace for an MCP tool)
+    CUSTOM = "custom"  # a freeform tool: a custom_tool_call whose input is raw text
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,15 +30,27 @@ class ToolOrigin:
     """How the client declared a tool that the upstream knows under another name.
 
     ``name`` and ``namespace`` are the client's (Codex must get ``function_call{name,
-    namespace}`` back for MCP tools: codex-contract.md §6). ``freeform`` marks a ``custom``
-    tool: the upstream sees a function with the single string parameter ``input_param``, and the
-    call goes back to the client as a ``custom_tool_call`` whose ``input`` is that string.
+    namespace}`` back for MCP tools: docs/codex-contract.md §6). ``kind`` says which item the
+    tool's calls go back as. A ``custom`` (freeform) tool is offered upstream as a function with
+    the single string parameter ``input_param``, and its call goes back to the client as a
+    ``custom_tool_call`` whose ``input`` is that string.
+
+    ``freeform=True`` is the older spelling of ``kind=ToolKind.CUSTOM`` (and wins over
+    ``kind``); either way both read consistently afterwards: ``freeform`` is True exactly for
+    ``CUSTOM``. ``kind`` may be given as its string value (``"custom"``, as JSON has it);
+    anything else raises ``ValueError``.
     """
 
     name: str
     namespace: str | None = None
     freeform: bool = False
     input_param: str = "input"
+    kind: ToolKind = ToolKind.FUNCTION
+
+    def __post_init__(self) -> None:
+        kind = ToolKind.CUSTOM if self.freeform else ToolKind(self.kind)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "freeform", kind is ToolKind.CUSTOM)
 
 
 @dataclass(frozen=True, slots=True)

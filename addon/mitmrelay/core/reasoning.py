@@ -31,12 +31,20 @@ class ReasoningPayload:
     details:     OpenRouter/MiniMax ``reasoning_details`` blocks, verbatim (may be encrypted).
     signatures:  call_id -> Gemini ``thought_signature`` (``extra_content.google``).
     call_ids:    the tool calls this reasoning preceded, in order.
+    origin:      the provider that produced the reasoning (a route's provider name), for
+                 upstreams that take their own reasoning items back (the Responses wire,
+                 core/responses_wire/): ``item`` goes back only to that provider.
+    item:        that provider's own fields of the reasoning item besides its text
+                 (``id``, an opaque ``encrypted_content`` only it can read, where the text
+                 went), replayed to it as it wants them and never to another provider.
     """
 
     text: str = ""
     details: tuple[Mapping[str, Any], ...] = ()
     signatures: Mapping[str, str] = field(default_factory=dict)
     call_ids: tuple[str, ...] = ()
+    origin: str = ""
+    item: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ReasoningCarrier(Protocol):

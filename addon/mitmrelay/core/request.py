@@ -30,14 +30,28 @@ Rules (each cites the fact it rests on):
 5. Freeform (``custom``) tools become functions with one string parameter whose description
    carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
    reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
-6. The upstream model is an input; provider differences come from the ``Profile``.
+6. The upstream model is an input; provider differences come from the ``Profile``
+   (core/profiles.py), read as switches here, never as provider names.
+7. Tool-call ids go back in the form the provider accepts (``profile.tool_call_ids``): as they
+   are (ids an upstream invented are valid Responses call ids already), derived
+   deterministically from Codex's id (Mistral's nine characters), or restored (Kimi's own
+   ``functions.<name>:<n>``): docs/providers.md §2. A pure function of the id, so every turn and
+   every relay process agrees; a call and its tool message always carry the same id.
+8. A model without vision (``vision=False``) never gets an image: each becomes a short text note
+   in its place, in user messages and in tool outputs alike (DeepSeek rejects an image part:
+   docs/providers.md §2 DeepSeek). Never a failure.
+9. Codex's ``reasoning.effort`` reaches the upstream only through ``profile.thinking`` (the
+   field, the level on the provider's ladder, the on/off switches); a model that does not
+   think (``reasoning=False``) gets none of it, nor reasoning placeholders.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
@@ -75,7 +89,7 @@ from mitmrelay.models.responses import (
 from .compaction import COMPACTION_PROMPT, summary_message
 from .context import ToolOrigin, TranslationContext
 from .errors import ClientRequestError
-from .profiles import GENERIC, Profile
+from .profiles import GENERIC, Profile, Thinking
 from .reasoning import ReasoningCarrier, ReasoningPayload
 from .toolnames import NameTable
 
@@ -84,6 +98,9 @@ logger = logging.getLogger(__name__)
 # Sent upstream for a call whose output Codex never sent (an interrupted turn): the upstream
 # requires an answer to every call (rule 3), and the model should know nothing came back.
 MISSING_OUTPUT = "(no output: the tool call was interrupted before it returned)"
+# Stands where an image was, for a model that cannot see (rule 8): the model learns that
+# something was there and that it cannot look at it.
+IMAGE_OMITTED = "(an image was attached here; this model cannot see images, so it was left out)"
 
 # Request fields a Response object echoes back (OpenAI's Response schema).
 _ECHOED = (
@@ -135,6 +152,8 @@ class _Conversation:
     output_images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reasoning: _Reasoning | None = None
     skipped: set[str] = field(default_factory=set)
+    vision: bool = True  # rule 8
+    thinks: bool = True  # rule 9
 
     def assistant_for_calls(self) -> dict[str, Any]:
         """The assistant message to add calls to: the last message when it is an assistant
@@ -184,8 +203,9 @@ def _image_part(part: InputImage) -> dict[str, Any] | None:
     return {"type": "image_url", "image_url": image}
 
 
-def _user_content(parts: str | Sequence[Any]) -> str | list[dict[str, Any]]:
-    """Text only: one string. With images: Chat's list of parts."""
+def _user_content(parts: str | Sequence[Any], vision: bool) -> str | list[dict[str, Any]]:
+    """Text only: one string. With images: Chat's list of parts (or, without vision, one string
+    with a note where each image was: rule 8)."""
     if isinstance(parts, str):
         return parts
     texts = []
@@ -194,7 +214,9 @@ def _user_content(parts: str | Sequence[Any]) -> str | list[dict[str, Any]]:
         if kind is InputText or kind is OutputText:
             texts.append(part.text)
         elif kind is InputImage:
-            return _mixed_content(parts)
+            if vision:
+                return _mixed_content(parts)
+            texts.append(IMAGE_OMITTED)
     return "\n\n".join(texts)
 
 
@@ -224,7 +246,7 @@ def _on_message(conv: _Conversation, item: MessageItem) -> None:
                 _on_skip(conv, part)
     if role == "user":
         conv.reasoning = None  # reasoning never crosses a user turn
-        conv.messages.append({"role": "user", "content": _user_content(content)})
+        conv.messages.append({"role": "user", "content": _user_content(content, conv.vision)})
     elif role == "assistant":
         message = conv.new_assistant()
         message["content"] = (message["content"] or "") + _text_of(content)
@@ -300,9 +322,11 @@ def _on_output(
     images: list[dict[str, Any]] = []
     if isinstance(output, str):
         content = output
-    else:
+    elif conv.vision:
         content = _text_of(output)
         images = [img for p in output if type(p) is InputImage if (img := _image_part(p))]
+    else:  # rule 8: a note where each image was, in order
+        content = _user_content(output, vision=False)
     if call_id in conv.outputs:
         logger.info("second output for call %s dropped", call_id)
         return
@@ -366,13 +390,14 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
     used: set[str] = set()
     profile = conv.profile
     outputs, output_images = conv.outputs, conv.output_images
+    signatures = profile.thought_signatures
     for message in conv.messages:
         if message["role"] != "assistant":
             out.append(message)
             continue
         message.pop("_closed", None)
         reasoning: _Reasoning | None = message.pop("_reasoning", None)
-        payload = _place_reasoning(message, reasoning, profile)
+        payload = _place_reasoning(message, reasoning, profile, conv.thinks)
         calls = message.get("tool_calls")
         if not calls:
             if message.get("content") is not None:
@@ -382,7 +407,7 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
         out.append(message)
         for call in calls:
             call_id = call["id"]
-            if payload is not None and call_id in payload.signatures:
+            if signatures and payload is not None and call_id in payload.signatures:
                 call["extra_content"] = {
                     "google": {"thought_signature": payload.signatures[call_id]}
                 }
@@ -397,6 +422,11 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
         logger.info("output for unknown call %s dropped", call_id)
     if profile.merge_system_messages:
         out = _merge_systems(out)
+    if profile.assistant_after_tool is not None:
+        out = _assistant_after_tools(out, profile.assistant_after_tool)
+    remap = _CALL_ID_FORMS[profile.tool_call_ids]
+    if remap is not None:
+        _remap_call_ids(out, remap)
     return out
 
 
@@ -420,7 +450,7 @@ def _append_images(
 
 
 def _place_reasoning(
-    message: dict[str, Any], reasoning: _Reasoning | None, profile: Profile
+    message: dict[str, Any], reasoning: _Reasoning | None, profile: Profile, thinks: bool
 ) -> ReasoningPayload | None:
     """Fills the message's reasoning fields; returns the payload when there is more than text
     (its signatures go on the calls)."""
@@ -429,8 +459,9 @@ def _place_reasoning(
     if field_name == "none":
         return payload
     text = _text(reasoning) if reasoning is not None else ""
-    if not text and message.get("tool_calls") and profile.reasoning_placeholder is not None:
-        text = profile.reasoning_placeholder
+    placeholder = profile.reasoning_placeholder
+    if not text and thinks and placeholder is not None and message.get("tool_calls"):
+        text = placeholder
     if text:
         message[field_name] = text
     if payload is not None and payload.details:
@@ -442,6 +473,86 @@ def _merge_systems(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     systems = [m["content"] for m in messages if m["role"] == "system"]
     rest = [m for m in messages if m["role"] != "system"]
     return ([{"role": "system", "content": "\n\n".join(systems)}] if systems else []) + rest
+
+
+def _assistant_after_tools(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """A short assistant message between a tool message and a user message right after it, for
+    providers that refuse "user after tool" (Mistral: docs/providers.md §2 Mistral). Codex puts
+    user messages there (an interrupted turn, a follow-up), and so does rule 2's image message."""
+    out: list[dict[str, Any]] = []
+    previous = None
+    for message in messages:
+        if previous == "tool" and message["role"] == "user":
+            out.append({"role": "assistant", "content": text})
+        out.append(message)
+        previous = message["role"]
+    return out
+
+
+# ----------------------------------------------------------------------------- call ids (rule 7)
+
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NINE_ALNUM = re.compile(r"[A-Za-z0-9]{9}")
+# The stream translator turns Kimi's "functions.<name>:<n>" into "call_functions_<name>_<n>"
+# (core/stream.py, _client_call_id); flattened tool names hold no "." or ":" (core/toolnames.py),
+# so the last "_<digits>" is the counter and the rest the name.
+_KIMI_CLIENT_ID = re.compile(r"call_functions_(.+)_(\d+)")
+
+
+def _alnum9(call_id: str, name: str) -> str:
+    """Mistral's id form: nine characters [a-zA-Z0-9]. Ids already in that form (the ones
+    Mistral invented) stay; any other id gets nine base-62 digits of its SHA-256, so the same
+    Codex id maps to the same upstream id on every turn and across relay restarts."""
+    if _NINE_ALNUM.fullmatch(call_id):
+        return call_id
+    number = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
+    digits = []
+    for _ in range(9):
+        number, digit = divmod(number, 62)
+        digits.append(_ALNUM[digit])
+    return "".join(digits)
+
+
+def _kimi(call_id: str, name: str) -> str:
+    """Kimi's own ``functions.<name>:<n>`` id back from the client id the relay gave Codex. Only
+    when the id names the call's own function: the stream translator shortens ids over 64
+    characters, and such an id (or one from a thread begun on another provider) is sent as it
+    is rather than restored wrongly."""
+    match = _KIMI_CLIENT_ID.fullmatch(call_id)
+    return f"functions.{name}:{match[2]}" if match and match[1] == name else call_id
+
+
+IdForm = Callable[[str, str], str]  # (client call id, upstream function name) -> upstream id
+
+_CALL_ID_FORMS: dict[str, IdForm | None] = {
+    "keep": None,
+    "alnum9": _alnum9,
+    "kimi": _kimi,
+}
+
+
+def _remap_call_ids(messages: list[dict[str, Any]], form: IdForm) -> None:
+    """Rewrites every assistant tool-call id with ``form`` and each tool message's
+    ``tool_call_id`` to its call's new id, in place (rule 3 put every call before its output).
+    Two different ids that would become one are a client error: the upstream could not tell
+    their outputs apart."""
+    upstream_of: dict[str, str] = {}  # client id -> upstream id
+    owner_of: dict[str, str] = {}  # upstream id -> client id
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            client = call["id"]
+            upstream = form(client, call["function"]["name"])
+            owner = owner_of.setdefault(upstream, client)
+            if owner != client:
+                raise ClientRequestError(
+                    f"tool call ids {owner!r} and {client!r} both become {upstream!r} for this "
+                    "provider; the upstream could not tell them apart",
+                    param="input",
+                )
+            call["id"] = upstream_of[client] = upstream
+        if message["role"] == "tool":
+            client = message["tool_call_id"]
+            message["tool_call_id"] = upstream_of.get(client, client)
 
 
 # ----------------------------------------------------------------------------- tools
@@ -477,11 +588,13 @@ def _translate_tools(
     names: NameTable,
     origins: dict[str, ToolOrigin],
     namespace: str | None = None,
+    *,
+    strict: bool = True,
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for tool in tools:
         if isinstance(tool, NamespaceTool):
-            out += _translate_tools(tool.tools, names, origins, tool.name)
+            out += _translate_tools(tool.tools, names, origins, tool.name, strict=strict)
         elif isinstance(tool, FunctionTool):
             name = names.add(tool.name, namespace)
             origins[name] = ToolOrigin(tool.name, namespace)
@@ -489,7 +602,7 @@ def _translate_tools(
             if tool.description:
                 function["description"] = tool.description
             function["parameters"] = tool.parameters or {"type": "object", "properties": {}}
-            if tool.strict:
+            if tool.strict and strict:
                 function["strict"] = True
             out.append({"type": "function", "function": function})
         elif isinstance(tool, CustomTool):
@@ -523,6 +636,39 @@ def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+# ----------------------------------------------------------------------------- thinking (rule 9)
+
+
+def thinking_fields(thinking: Thinking, effort: str) -> dict[str, Any]:
+    """The request fields that carry Codex's ``effort`` to a provider with this ``Thinking``
+    row: its level at ``effort_field`` (when the ladder has one for it) plus the ``on`` or
+    ``off`` switches. An effort Codex may add later and the row does not know is left to the
+    provider's default (nothing sent) rather than sent raw and refused."""
+    fields: dict[str, Any] = {}
+    _merge(fields, thinking.off if effort == "none" else thinking.on)
+    level = thinking.levels.get(effort)
+    if thinking.effort_field is not None and level is not None:
+        *parents, leaf = thinking.effort_field.split(".")
+        nested: dict[str, Any] = {leaf: level}
+        for parent in reversed(parents):
+            nested = {parent: nested}
+        _merge(fields, nested)
+    return fields
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Deep-merges ``extra`` into ``into`` (objects merge key by key, anything else replaces);
+    copies what it takes, so the profile's frozen values are never shared with a request."""
+    for key, value in extra.items():
+        current = into.get(key)
+        if isinstance(value, Mapping):
+            target = current if isinstance(current, dict) else {}
+            _merge(target, value)
+            into[key] = target
+        else:
+            into[key] = value
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -533,16 +679,23 @@ def translate_request(
     profile: Profile = GENERIC,
     history: Sequence[InputItem] = (),
     carrier: ReasoningCarrier | None = None,
+    vision: bool | None = None,
+    reasoning: bool | None = None,
 ) -> tuple[dict[str, Any], TranslationContext]:
     """The Chat Completions request (a JSON-ready dict) and the context for the answer.
 
     ``history`` (the prior items of a ``previous_response_id`` chain) is prepended to the
-    input. Raises ``ClientRequestError`` for requests that cannot be translated (tool-name
+    input. ``vision`` and ``reasoning`` describe the routed model (None: the profile's family
+    default): without vision every image becomes a text note (rule 8); a model that does not
+    reason gets no thinking switches and no reasoning placeholders (rule 9). Raises
+    ``ClientRequestError`` for requests that cannot be translated (tool-name or tool-call-id
     collisions).
     """
+    vision = profile.vision if vision is None else vision
+    thinks = profile.reasoning if reasoning is None else reasoning
     names = NameTable(profile.max_tool_name_len)
     origins: dict[str, ToolOrigin] = {}
-    conv = _Conversation(profile, carrier, names, origins)
+    conv = _Conversation(profile, carrier, names, origins, vision=vision, thinks=thinks)
     if req.instructions:
         conv.messages.append({"role": "system", "content": req.instructions})
     items = (
@@ -550,7 +703,9 @@ def translate_request(
     )
     # Tools first, so calls in the history resolve to the names the tools were given.
     extra_tools = [t for i in items if type(i) is AdditionalToolsItem for t in i.tools]
-    tools = _translate_tools([*(req.tools or ()), *extra_tools], names, origins)
+    tools = _translate_tools(
+        [*(req.tools or ()), *extra_tools], names, origins, strict=profile.accepts_strict_tools
+    )
     handlers = _ITEM_HANDLERS
     for item in chain(history, items):
         handlers[type(item)](conv, item)
@@ -575,8 +730,9 @@ def translate_request(
             chat["tool_choice"] = _tool_choice(req.tool_choice, names)
         if profile.accepts_parallel_tool_calls and req.parallel_tool_calls is not None:
             chat["parallel_tool_calls"] = req.parallel_tool_calls
-    if req.reasoning and req.reasoning.effort and profile.accepts_reasoning_effort:
-        chat["reasoning_effort"] = req.reasoning.effort
+    effort = req.reasoning.effort if req.reasoning else None
+    if effort and thinks and profile.thinking is not None:
+        _merge(chat, thinking_fields(profile.thinking, effort))
     if req.max_output_tokens is not None:
         chat[profile.max_tokens_field] = req.max_output_tokens
     for name in ("temperature", "top_p"):
@@ -591,6 +747,8 @@ def translate_request(
             # Without usage Codex's context tracking and auto-compaction break
             # (providers.md §1.4).
             chat["stream_options"] = {"include_usage": True}
+        if tools:
+            chat.update(profile.stream_extra)
     chat.update(profile.extra_body)
     for name in profile.drop_params:
         chat.pop(name, None)

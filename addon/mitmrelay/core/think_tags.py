@@ -1,8 +1,8 @@
 """Split ``<think>…</think>`` out of streamed content.
 
 vLLM without a reasoning parser (and some llama.cpp/Ollama builds) leave the model's thinking
-inside ``content`` between think tags (providers.md §1.1). Peers leaked it into the visible
-answer (providers.md §3, item 12). The tags may be cut anywhere across chunks, so a possible
+inside ``content`` between think tags (docs/providers.md §1.1). Peers leaked it into the visible
+answer (docs/providers.md §3, item 12). The tags may be cut anywhere across chunks, so a possible
 tag prefix at the end of a piece is held back until the next piece decides it.
 """
 
@@ -28,6 +28,9 @@ class ThinkTagSplitter:
         self._pending = ""
 
     def feed(self, text: str) -> list[tuple[str, str]]:
+        if "<" not in text and not self._pending:
+            # No tag can start here (every tag begins with "<"): the usual chunk, in one piece.
+            return [("reasoning" if self._inside else "text", text)] if text else []
         text = self._pending + text
         self._pending = ""
         out: list[tuple[str, str]] = []
