@@ -55,6 +55,8 @@ class Usage:
         self.writer: LedgerWriter | None = None
         self.server: MetricsServer | None = None
         self._ledger_at = "nowhere"
+        self._running = False
+        self._refusal: str | None = None  # a configuration error seen before running
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -75,16 +77,29 @@ class Usage:
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
-        if "relay_usage_days" in updated and opts.relay_usage_days < 0:
-            raise exceptions.OptionsError("relay_usage_days must be 0 (no ledger) or more")
-        if "relay_metrics_port" in updated:
-            self._serve(opts.relay_metrics_port)
+        try:
+            if "relay_usage_days" in updated and opts.relay_usage_days < 0:
+                raise ValueError("relay_usage_days must be 0 (no ledger) or more")
+            if "relay_metrics_port" in updated:
+                self._serve(opts.relay_metrics_port)
+        except ValueError as e:
+            self._refuse(str(e))
+            return
         if LEDGER_OPTIONS & updated and all(name in opts for name in LEDGER_OPTIONS):
             self._open_ledger(opts.relay_state, Path(opts.confdir).expanduser())
 
+    def _refuse(self, message: str) -> None:
+        """A configuration error: before the relay runs, one ERROR line in ``running`` (which
+        makes mitmdump exit: docs/mitmproxy-notes.md §7) instead of a traceback; once running,
+        the change is refused and the previous setting stays."""
+        if self._running:
+            raise exceptions.OptionsError(message)
+        self._refusal = message
+
     def _serve(self, port: int | None) -> None:
+        """Raises ``ValueError`` for a port out of range or one that cannot be bound."""
         if port is not None and not 0 <= port <= 65535:
-            raise exceptions.OptionsError(f"relay_metrics_port must be 0-65535, got {port}")
+            raise ValueError(f"relay_metrics_port must be 0-65535, got {port}")
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -93,7 +108,7 @@ class Usage:
         try:
             self.server = MetricsServer(self.metrics, self.status, port)
         except OSError as e:
-            raise exceptions.OptionsError(
+            raise ValueError(
                 f"relay_metrics_port: cannot listen on 127.0.0.1:{port}: {e.strerror or e}"
             ) from None
 
@@ -113,6 +128,10 @@ class Usage:
         self._ledger_at = f"{where(url, confdir)}, {days} days"
 
     def running(self) -> None:
+        self._running = True
+        if self._refusal is not None:
+            logger.error("mitmrelay: %s", self._refusal)
+            return
         metrics = f"{self.server.url}/metrics and /healthz" if self.server else "off"
         logger.info("mitmrelay: usage ledger %s; metrics %s", self._ledger_at, metrics)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.fake_upstream import FakeUpstream, Reply, error, text, tool_call
 from support.local_servers import start_redis
-from support.mitm import MitmRelay
+from support.mitm import MITMDUMP, RELAY_SCRIPT, MitmRelay
 
 from mitmrelay.state.ledger import open_ledger
 
@@ -179,6 +180,36 @@ def test_an_unreachable_upstream_makes_healthz_503(tmp_path):
     doc = health.json()
     assert doc["status"] == "failing" and doc["configured"] is True
     assert doc["providers"][PROVIDER]["last_status"] is None
+
+
+def test_a_taken_metrics_port_stops_the_relay_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                str(MITMDUMP),
+                "--mode",
+                "reverse:http://127.0.0.1:1@127.0.0.1:0",
+                "--set",
+                f"confdir={tmp_path}",
+                "-s",
+                str(RELAY_SCRIPT),
+                "--set",
+                "relay_upstream=http://127.0.0.1:1/v1",
+                "--set",
+                f"relay_metrics_port={port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"relay_metrics_port: cannot listen on 127.0.0.1:{port}" in out
+    assert "Traceback" not in out
 
 
 def test_redis_ledger_read_by_the_report(tmp_path, redis_url):
