@@ -11,10 +11,13 @@ size: records and per-day counters in one transaction each), spread over 90 days
 - the report ``--by model``, ``--by day`` and ``--by day,model`` over 90 days (what
   ``mitmrelay usage`` runs: counters read, groups summed in SQL, failures merged).
 
-Also prints the write cost per record. With ``--redis`` the same records go to that Redis
-database (flushed first: give it a scratch one) and its report is timed too. Target (issue): the
-report is "fast on 1 million records": it must not grow with the records (it reads counters),
-so its ratio to the count stays below 1 however large the table.
+Also prints the write cost per record (in the writer thread), and what the usage addon does
+on mitmproxy's event loop per exchange (ledger record, queue, metrics), against the same run's
+``json.loads`` + ``json.dumps`` of one typical upstream chunk (work the relay does per event).
+With ``--redis`` the same records go to that Redis database (flushed first: give it a scratch
+one) and its report is timed too. Target (issue): the report is "fast on 1 million records":
+it reads counters, not records, so it must not grow with the table, and its ratio to the count
+stays below 1 however large the table.
 """
 
 from __future__ import annotations
@@ -140,11 +143,61 @@ def measure(url: str, confdir: Path, count_db: Path) -> None:
         )
 
 
+def hook_cost() -> None:
+    """µs per exchange on the event loop: ``Usage.mitmrelay_exchange_ended``'s work."""
+    import json
+
+    from mitmrelay.metrics import RelayMetrics
+    from mitmrelay.state.ledger import LedgerWriter
+
+    class Nowhere:
+        def write(self, records):
+            pass
+
+        def prune(self, before):
+            return 0
+
+        def close(self):
+            pass
+
+    n = 20_000
+    sample = list(outcomes(n))
+    metrics = RelayMetrics()
+    writer = LedgerWriter(Nowhere, retention_s=86400.0, max_queue=n + 1)
+    chunk = json.dumps(
+        {
+            "id": "chatcmpl-9f2c",
+            "object": "chat.completion.chunk",
+            "created": 1732800000,
+            "model": "deepseek-chat",
+            "choices": [{"index": 0, "delta": {"content": "token"}, "finish_reason": None}],
+        }
+    )
+
+    def ended() -> None:
+        for outcome in sample:
+            record = record_of(outcome)
+            writer.submit(record)
+            metrics.ended(outcome, record)
+
+    def baseline() -> None:
+        for _ in range(n):
+            json.dumps(json.loads(chunk))
+
+    took, base = median_s(ended) / n * 1e6, median_s(baseline) / n * 1e6
+    writer.close()
+    print(
+        f"usage hook per exchange on the event loop: {took:.1f} µs = {took / base:.1f}x "
+        f"one chunk's json.loads + json.dumps ({base:.2f} µs)"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--records", type=int, default=1_000_000)
     p.add_argument("--redis", help="a scratch Redis database URL (flushed)")
     args = p.parse_args()
+    hook_cost()
     with tempfile.TemporaryDirectory() as tmp:
         confdir = Path(tmp)
         per = fill("sqlite", confdir, args.records)
