@@ -185,6 +185,18 @@ def test_upstream_failures_per_provider_and_cause(backend):
     assert store.failures(dt.date(2026, 12, 2), UNTIL) == []
 
 
+def test_odd_model_names_survive_the_counters(backend):
+    """Names are the client's when passed through: slashes, quotes, newlines, non-ASCII."""
+    store = backend()
+    names = ["qwen/qwen3-coder", 'a"b', "line\nbreak", "modèle-ü", "x\\y"]
+    records = [
+        record_of(outcome(DAY1 + i, client_model=n, upstream_model=n)) for i, n in enumerate(names)
+    ]
+    store.write(records)
+    for columns in [("upstream_model",), ("day", "provider", "upstream_model", "client_model")]:
+        same(store.groups(SINCE, UNTIL, columns), expected(records, columns))
+
+
 def test_records_round_trip(backend):
     store = backend()
     records = sample()
@@ -280,12 +292,11 @@ def test_a_database_without_ledger_tables_reads_as_empty(tmp_path):
     store.close()
 
 
-def test_report_columns_never_reach_sql_unchecked(tmp_path):
-    store = open_ledger("sqlite", confdir=tmp_path)
+def test_report_columns_are_checked_before_reaching_the_store(backend):
+    store = backend()
     for columns in [(), ("day; DROP TABLE usage_daily",), ("cost",)]:
         with pytest.raises(ValueError, match="report columns"):
             store.groups(SINCE, UNTIL, columns)
-    store.close()
 
 
 # ---------------------------------------------------------------------- the writer thread
