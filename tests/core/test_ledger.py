@@ -172,9 +172,9 @@ def test_every_given_up_attempt_is_a_failure_of_its_own_provider():
 
 @pytest.mark.parametrize(
     ("status", "failed"),
-    [("completed", False), ("incomplete", False), ("failed", True), ("http 502", True)],
+    [("completed", False), ("incomplete", True), ("failed", True), ("http 502", True)],
 )
-def test_failed_means_the_client_got_no_answer(status, failed):
+def test_failed_means_the_client_got_no_usable_answer(status, failed):
     assert record_of(outcome(status=status)).failed is failed
 
 

@@ -40,14 +40,15 @@ from typing import Any
 from .outcome import ExchangeOutcome, Price
 
 PER_MILLION = 1_000_000
-# Statuses of an answer the client got as a Response that did its job: ``incomplete`` is a
-# Response cut by the output limit (docs/codex-contract.md §7.2), not a failure.
-ANSWERED = frozenset({"completed", "incomplete"})
+# The one status of an answer that did its job. ``incomplete`` (cut by the output limit) is a
+# failure to Codex: "Incomplete response returned", not retried, exit 1
+# (docs/codex-contract.md §7.2); ``failed`` and ``http <code>`` are failures to every client.
+ANSWERED = frozenset({"completed"})
 
 # The counters each record adds to its group (rule 5): integer counts, then sums of floats.
 COUNTS = (
     "requests",
-    "failed",  # the client got a failure (response.failed or an HTTP error)
+    "failed",  # the client got no usable answer (incomplete, response.failed, an HTTP error)
     "fallbacks",  # switches to another provider or model (ExchangeOutcome.fallbacks)
     "input_tokens",
     "cached_tokens",
