@@ -110,9 +110,10 @@ def test_one_exchange_trying_a_provider_twice_keeps_the_later_attempt():
     assert health.answer(5.0, configured=True)[1]["providers"]["deepseek"]["last_status"] is None
 
 
-def test_refusals_name_no_provider_and_count_for_none():
+def test_refusals_and_nameless_attempts_count_for_no_provider():
     health = Health()
     health.saw(ended(), now=1.0)
+    health.saw(ended(AttemptOutcome("", "", None, "server_error")), now=1.0)
     assert health.answer(1.0, configured=True)[1]["providers"] == {}
 
 

@@ -253,3 +253,52 @@ def test_format_cost_for_mitmweb():
     assert format_cost(outcome()) == "cost 0.000410"
     assert format_cost(outcome(price=None)) is None
     assert format_cost(outcome(usage=None)) is None
+
+
+# ---------------------------------------------------------------------- storage forms
+
+
+def test_record_row_is_plain_json_data():
+    import json
+
+    from mitmrelay.core.ledger import RECORD_COLUMNS, record_row
+
+    fell_back = record_of(
+        outcome(
+            attempts=(
+                AttemptOutcome("kimi", "kimi-k2", None, "server_error"),
+                AttemptOutcome("deepseek", "deepseek-chat", 200),
+            )
+        )
+    )
+    row = record_row(fell_back)
+    assert tuple(row) == RECORD_COLUMNS
+    assert json.loads(json.dumps(row)) == row
+    assert row["attempt_failures"] == [["kimi", "kimi-k2", "server_error"]]
+    assert (row["input_tokens"], row["total_tokens"], row["fallbacks"]) == (1000, 1200, 1)
+    empty = record_row(record_of(outcome(usage=None, price=None)))
+    assert [empty[k] for k in ("input_tokens", "cached_tokens", "output_tokens")] == [None] * 3
+    assert empty["reasoning_tokens"] is None and empty["total_tokens"] is None
+    assert empty["cost"] is None
+
+
+def test_a_batch_is_summed_per_group_and_failure_key():
+    from mitmrelay.core.ledger import batch_counters
+
+    first = record_of(outcome())
+    second = record_of(
+        outcome(
+            status="failed",
+            failure="server_error",
+            usage=None,
+            attempts=(AttemptOutcome("deepseek", "deepseek-chat", 200, "server_error"),),
+        )
+    )
+    other = record_of(outcome(client_model="o4-mini"))
+    groups, failures = batch_counters([first, second, other, second])
+    assert set(groups) == {first.group, other.group}
+    summed = groups[first.group]
+    assert (summed["requests"], summed["failed"], summed["input_tokens"]) == (3, 2, 1000)
+    assert summed["total_s"] == pytest.approx(7.5)
+    assert failures == {("2026-12-01", "deepseek", "deepseek-chat", "server_error"): 2}
+    assert counters(first)["requests"] == 1  # the record's own counters are not mutated

@@ -450,3 +450,29 @@ def test_close_writes_what_is_queued(tmp_path):
     store = open_ledger("sqlite", confdir=tmp_path, read_only=True)
     assert len(store.records(0, DAY1 + 10 * DAY)) == len(sample())
     store.close()
+
+
+def test_a_batch_is_all_or_nothing(tmp_path):
+    import dataclasses
+
+    store = open_ledger("sqlite", confdir=tmp_path)
+    good = sample()[:2]
+    broken = dataclasses.replace(sample()[2], response_id=None)  # NOT NULL: the insert fails
+    with pytest.raises(sqlite3.IntegrityError):
+        store.write([*good, broken])
+    assert store.groups(SINCE, UNTIL, ("day",)) == []
+    assert store.records(0, DAY1 + 10 * DAY) == []
+    store.write(good)  # the connection is usable again
+    same(store.groups(SINCE, UNTIL, ("day",)), expected(good, ("day",)))
+    store.close()
+
+
+def test_a_large_prune_deletes_in_slices(tmp_path, monkeypatch):
+    from mitmrelay.state import ledger_sqlite
+
+    monkeypatch.setattr(ledger_sqlite, "PRUNE_ROWS", 2)
+    store = open_ledger("sqlite", confdir=tmp_path)
+    store.write(sample())
+    assert store.prune(DAY1 + 10 * DAY) == len(sample())
+    assert store.records(0, DAY1 + 10 * DAY) == []
+    store.close()
