@@ -17,7 +17,6 @@ the relay, which declares that option.
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +25,13 @@ from mitmproxy import ctx, exceptions
 from .core.ledger import record_of
 from .core.outcome import ExchangeOutcome
 from .metrics import MetricsServer, RelayMetrics, StatusSource
-from .state import SQLITE_FILE
-from .state.ledger import LedgerWriter, open_ledger
+from .state.ledger import LedgerWriter, open_ledger, where
 
 logger = logging.getLogger("mitmrelay.usage")
 
 DEFAULT_USAGE_DAYS = 90
 DAY_S = 86400.0
 LEDGER_OPTIONS = frozenset({"relay_usage_days", "relay_state", "confdir"})
-
-
-def where(url: str, confdir: Path) -> str:
-    """Where ``relay_state`` keeps the ledger, for people: never a Redis password."""
-    if url == "sqlite":
-        return str(confdir / SQLITE_FILE)
-    if url.startswith("sqlite:///"):
-        return url[len("sqlite://") :]
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}{parts.path}"
 
 
 class Usage:

@@ -15,7 +15,7 @@ from mitmproxy.test import taddons
 
 from mitmrelay.core.outcome import AttemptOutcome, ExchangeOutcome
 from mitmrelay.state.ledger import open_ledger
-from mitmrelay.usage_addon import Usage, where
+from mitmrelay.usage_addon import Usage
 
 
 def outcome(response_id: str = "resp_1") -> ExchangeOutcome:
@@ -122,12 +122,3 @@ def test_errors_once_running_refuse_the_change(host, option, value, message):
     usage.running()
     with pytest.raises(exceptions.OptionsError, match=re.escape(message)):
         tctx.configure(usage, **{option: value})
-
-
-def test_where_never_shows_a_redis_password(tmp_path):
-    assert (
-        where("redis://:s3cret@cache.internal:6380/2", tmp_path) == "redis://cache.internal:6380/2"
-    )
-    assert where("rediss://user:pw@h/0", tmp_path) == "rediss://h:6379/0"
-    assert where("sqlite:///var/lib/relay.db", tmp_path) == "/var/lib/relay.db"
-    assert where("sqlite", tmp_path) == str(tmp_path / "mitmrelay-state.sqlite3")

@@ -20,7 +20,7 @@ from mitmrelay.core.ledger import (
 from mitmrelay.core.ledger_report import FailureCount, aggregate, merge_failures
 from mitmrelay.core.outcome import AttemptOutcome, ExchangeOutcome, Price
 from mitmrelay.state import SQLITE_FILE
-from mitmrelay.state.ledger import LedgerWriter, open_ledger
+from mitmrelay.state.ledger import LedgerWriter, open_ledger, where
 
 DAY1 = dt.datetime(2026, 11, 30, 12, tzinfo=dt.UTC).timestamp()
 DAY = 86400.0
@@ -476,3 +476,16 @@ def test_a_large_prune_deletes_in_slices(tmp_path, monkeypatch):
     assert store.prune(DAY1 + 10 * DAY) == len(sample())
     assert store.records(0, DAY1 + 10 * DAY) == []
     store.close()
+
+
+def test_where_never_shows_a_redis_password(tmp_path):
+    assert (
+        where("redis://:s3cret@cache.internal:6380/2", tmp_path) == "redis://cache.internal:6380/2"
+    )
+    assert where("rediss://user:pw@h/0", tmp_path) == "rediss://h:6379/0"
+    assert where("sqlite:///var/lib/relay.db", tmp_path) == "/var/lib/relay.db"
+    assert where("sqlite", tmp_path) == str(tmp_path / "mitmrelay-state.sqlite3")
+    with pytest.raises(ValueError) as refused:
+        open_ledger("redis://:s3cret@127.0.0.1:port/0", confdir=tmp_path)
+    assert str(refused.value).startswith("cannot use Redis at redis://127.0.0.1:?/0: ")
+    assert "s3cret" not in str(refused.value) and refused.value.__cause__ is None

@@ -25,6 +25,7 @@ import logging
 import queue
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -83,6 +84,21 @@ def open_ledger(url: str, *, confdir: Path, read_only: bool = False) -> LedgerSt
     raise ValueError(
         f"relay_state must be memory, sqlite, sqlite:///path or redis://…, got {url!r}"
     )
+
+
+def where(url: str, confdir: Path) -> str:
+    """Where ``relay_state`` keeps the ledger, for people (log lines, errors): never a Redis
+    password or user name."""
+    if url == "sqlite":
+        return str(confdir / SQLITE_FILE)
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite://") :]
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port: object = parts.port or 6379
+    except ValueError:  # an unusable port is the error being reported
+        port = "?"
+    return f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
 
 
 _STOP = object()

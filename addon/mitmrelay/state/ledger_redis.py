@@ -25,11 +25,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import redis as redis_client
 
 from mitmrelay.core.ledger import COUNTERS, SUMS, UsageRecord, batch_counters, record_row
 from mitmrelay.core.ledger_report import Group, ordered
+
+from .ledger import where
 
 PREFIX = "mitmrelay:usage:"
 DAYS = PREFIX + "days"
@@ -88,8 +91,8 @@ class RedisLedger:
     def __init__(self, url: str) -> None:
         try:
             self._redis = redis_client.Redis.from_url(url, socket_timeout=5)
-        except ValueError as e:
-            raise ValueError(f"cannot use Redis at {url}: {e}") from e
+        except ValueError as e:  # the URL may hold a password: name the server only
+            raise ValueError(f"cannot use Redis at {where(url, Path())}: {e}") from None
         self._sum = self._redis.register_script(_SUM)
 
     def write(self, records: Sequence[UsageRecord]) -> None:
