@@ -39,40 +39,45 @@ DAYS = PREFIX + "days"
 
 # KEYS: the counter hashes of the days asked. ARGV[1]: the report's key columns (JSON list of
 # day / provider / client_model / upstream_model); ARGV[2]: the day of each key (JSON list).
-# Returns [group key (JSON list of the columns' values) .. "\n" .. counter, sum, ...]. Sums are
-# formatted with 17 significant digits: a Lua number returned as such is truncated to an
-# integer. Group names are decoded once per distinct field prefix.
+# Returns one string per group: its key (JSON list of the columns' values), a newline, and its
+# counters as a JSON object (cjson keeps 14 significant digits: exact for token counts, far
+# below a cent for costs). One string per group, not per counter: the Python client parses
+# every returned value, so the answer is kept as short as the report. Group names are decoded
+# once per day and field prefix. A field holds exactly one newline (JSON escapes any inside a
+# name), found by a plain search: a pattern anchored at the end would rescan the field from
+# every position.
 _SUM = r"""
 local want, days = cjson.decode(ARGV[1]), cjson.decode(ARGV[2])
 local position = {provider = 1, client_model = 2, upstream_model = 3}
-local sums, order, keys = {}, {}, {}
+local sums, order = {}, {}
 for i, hash in ipairs(KEYS) do
-  local flat = redis.call('HGETALL', hash)
+  local flat, keys = redis.call('HGETALL', hash), {}
   for j = 1, #flat, 2 do
     local field = flat[j]
-    local cut = string.find(field, '\n[^\n]*$')
-    local group, counter = string.sub(field, 1, cut - 1), string.sub(field, cut + 1)
-    local key = keys[i .. '\n' .. group]
+    local cut = string.find(field, '\n', 1, true)
+    local group = string.sub(field, 1, cut - 1)
+    local key = keys[group]
     if key == nil then
       local names, parts = cjson.decode(group), {}
       for n, column in ipairs(want) do
         parts[n] = column == 'day' and days[i] or names[position[column]]
       end
       key = cjson.encode(parts)
-      keys[i .. '\n' .. group] = key
+      keys[group] = key
     end
-    local slot = key .. '\n' .. counter
-    if sums[slot] == nil then
-      sums[slot] = 0
-      order[#order + 1] = slot
+    local counts = sums[key]
+    if counts == nil then
+      counts = {}
+      sums[key] = counts
+      order[#order + 1] = key
     end
-    sums[slot] = sums[slot] + tonumber(flat[j + 1])
+    local counter = string.sub(field, cut + 1)
+    counts[counter] = (counts[counter] or 0) + tonumber(flat[j + 1])
   end
 end
 local out = {}
-for _, slot in ipairs(order) do
-  out[#out + 1] = slot
-  out[#out + 1] = string.format('%.17g', sums[slot])
+for n, key in ipairs(order) do
+  out[n] = key .. '\n' .. cjson.encode(sums[key])
 end
 return out
 """
@@ -145,20 +150,17 @@ class RedisLedger:
         if not set(columns) <= _KEY_COLUMNS or not columns:
             raise ValueError(f"report columns must be among {sorted(_KEY_COLUMNS)}")
         days = _days(since, until)
-        flat = self._sum(
+        groups = []
+        for row in self._sum(
             keys=[_key("daily", day) for day in days],
             args=[json.dumps(list(columns)), json.dumps(days)],
-        )
-        found: dict[str, dict[str, float]] = {}
-        for slot, value in zip(flat[::2], flat[1::2], strict=True):
-            key, _, name = slot.decode().rpartition("\n")
-            number = float(value)
-            found.setdefault(key, dict.fromkeys(COUNTERS, 0))[name] = (
-                number if name in SUMS else int(number)
-            )
-        return ordered(
-            [Group(tuple(json.loads(key)), counts) for key, counts in found.items()], columns
-        )
+        ):
+            key, _, figures = row.decode().partition("\n")
+            counts = dict.fromkeys(COUNTERS, 0)
+            for name, value in json.loads(figures).items():
+                counts[name] = value if name in SUMS else int(value)
+            groups.append(Group(tuple(json.loads(key)), counts))
+        return ordered(groups, columns)
 
     def failures(self, since: dt.date, until: dt.date) -> list[tuple[str, str, str, int]]:
         return [
