@@ -22,8 +22,6 @@ from mitmrelay.models.responses import (
     MessageItem,
     NamespaceTool,
     ReasoningItem,
-    ToolSearchCallItem,
-    ToolSearchOutputItem,
     UnknownItem,
     UnknownPart,
     UnknownTool,
@@ -90,8 +88,6 @@ def test_unknown_fields_items_parts_and_tools_are_kept_and_skipped(caplog):
         "input": [
             {"type": "agent_message", "text": "?"},
             {"type": "agent_message", "text": "??"},
-            {"type": "tool_search_call", "call_id": "ts1", "arguments": {}},
-            {"type": "tool_search_output", "call_id": "ts1", "tools": []},
             {
                 "type": "message",
                 "role": "user",
@@ -106,14 +102,9 @@ def test_unknown_fields_items_parts_and_tools_are_kept_and_skipped(caplog):
     }
     req = parse(body)
     assert req.model_extra == {"future_field": {"x": 1}}
-    assert [type(i) for i in req.input[:4]] == [
-        UnknownItem,
-        UnknownItem,
-        ToolSearchCallItem,
-        ToolSearchOutputItem,
-    ]
+    assert [type(i) for i in req.input[:2]] == [UnknownItem, UnknownItem]
     assert req.input[0].model_extra == {"text": "?"}
-    assert isinstance(req.input[4].content[0], UnknownPart)
+    assert isinstance(req.input[2].content[0], UnknownPart)
     assert [type(t) for t in req.tools] == [UnknownTool, HostedTool]
     with caplog.at_level(logging.INFO, logger="mitmrelay.core.request"):
         chat, _ = translate_request(req, upstream_model="up")

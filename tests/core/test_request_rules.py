@@ -363,7 +363,8 @@ def test_history_call_answered_by_an_incremental_output():
     [
         {"type": "compaction", "encrypted_content": "opaque-server-blob"},
         {"type": "compaction_trigger"},
-        {"type": "tool_search_call", "call_id": "t"},
+        # A search the provider ran (no call_id): nothing the upstream called.
+        {"type": "tool_search_call", "execution": "server", "arguments": {"query": "q"}},
         {"type": "some_future_item", "payload": 1},
     ],
 )
@@ -477,7 +478,7 @@ def test_tool_kinds():
             "tools": [{"type": "function", "name": "echo_tool", "parameters": {"type": "object"}}],
         },
         {"type": "web_search", "external_web_access": False},
-        {"type": "tool_search", "execution": "client"},
+        {"type": "tool_search"},  # hosted (the client-executed one: test_tool_search.py)
         {"type": "local_shell"},
         {"type": "image_generation"},
         {"type": "future_tool"},

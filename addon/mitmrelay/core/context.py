@@ -23,6 +23,9 @@ class ToolKind(enum.StrEnum):
 
     FUNCTION = "function"  # a function_call (with its namespace for an MCP tool)
     CUSTOM = "custom"  # a freeform tool: a custom_tool_call whose input is raw text
+    # Codex's client-executed search, offered as a function: a tool_search_call whose arguments
+    # are a JSON object (core/tool_search.py rule 5).
+    TOOL_SEARCH = "tool_search"
 
 
 @dataclass(frozen=True, slots=True)

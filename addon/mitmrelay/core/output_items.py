@@ -58,6 +58,7 @@ from .events import (
     EventWriter,
 )
 from .freeform_input import FreeformInputDecoder
+from .tool_search import codex_search_arguments, search_call_item
 
 logger = logging.getLogger(__name__)
 
@@ -447,10 +448,37 @@ def freeform_input(parsed: object, param: str) -> str | None:
     return None
 
 
+class ToolSearchCallItem(CallItem):
+    """``tool_search_call`` for Codex's client-executed search, which the upstream was offered
+    as a function (core/tool_search.py): Codex runs the search itself and needs this item, not
+    a ``function_call`` (docs/tool-search.md §3). ``arguments`` is a JSON object, normalised to
+    what Codex parses (``codex_search_arguments``). The Responses API streams no argument
+    deltas for it (openai-python's stream events have none), so it only opens and closes."""
+
+    __slots__ = ()
+
+    ID_PREFIX = "tsc"
+
+    def _item(self, status: str, arguments: object) -> dict[str, Any]:
+        return search_call_item(
+            item_id=self.item_id, call_id=self.call_id, arguments=arguments, status=status
+        )
+
+    def open(self) -> None:
+        self._added(self._item("in_progress", {}))
+
+    def add(self, piece: str) -> None:
+        """Nothing streams for a search: its arguments go out whole, on close."""
+
+    def close(self, arguments: str, parsed: object) -> dict[str, Any]:
+        return self._item("completed", codex_search_arguments(parsed))
+
+
 # How the client declared a tool -> the item its calls become.
 CALL_ITEMS: Mapping[ToolKind, type[CallItem]] = {
     ToolKind.FUNCTION: FunctionCallItem,
     ToolKind.CUSTOM: CustomToolCallItem,
+    ToolKind.TOOL_SEARCH: ToolSearchCallItem,
 }
 
 

@@ -30,6 +30,9 @@ Rules (each cites the fact it rests on):
 5. Freeform (``custom``) tools become functions with one string parameter whose description
    carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
    reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
+   Codex's client-executed ``tool_search`` is a function; its calls and outputs in the history
+   are that function's calls and answers, and the tools it found are offered within
+   ``max_tools`` (core/tool_search.py).
 6. The upstream model is an input; provider differences come from the ``Profile``
    (core/profiles.py), read as switches here, never as provider names.
 7. Tool-call ids go back in the form the provider accepts (``profile.tool_call_ids``): as they
@@ -80,6 +83,7 @@ from mitmrelay.models.responses import (
     ResponsesRequest,
     ToolSearchCallItem,
     ToolSearchOutputItem,
+    ToolSearchTool,
     UnknownItem,
     UnknownPart,
     UnknownTool,
@@ -87,11 +91,20 @@ from mitmrelay.models.responses import (
 )
 
 from .compaction import COMPACTION_PROMPT, summary_message
-from .context import ToolOrigin, TranslationContext
+from .context import ToolKind, ToolOrigin, TranslationContext
 from .errors import ClientRequestError
 from .profiles import GENERIC, Profile, Thinking
 from .reasoning import ReasoningCarrier, ReasoningPayload
-from .toolnames import NameTable
+from .tool_search import (
+    DEFAULT_MAX_TOOLS,
+    SEARCH_FUNCTION_NAME,
+    Discoveries,
+    FoundTool,
+    history_arguments,
+    is_client_search,
+    search_function,
+)
+from .toolnames import NameTable, upstream_name
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +167,7 @@ class _Conversation:
     skipped: set[str] = field(default_factory=set)
     vision: bool = True  # rule 8
     thinks: bool = True  # rule 9
+    searches: Discoveries = field(default_factory=Discoveries)
 
     def assistant_for_calls(self) -> dict[str, Any]:
         """The assistant message to add calls to: the last message when it is an assistant
@@ -340,6 +354,26 @@ def _close_calls(conv: _Conversation) -> None:
         conv.messages[-1]["_closed"] = True
 
 
+def _on_search_call(conv: _Conversation, item: ToolSearchCallItem) -> None:
+    # A call of the search function the upstream was offered (core/tool_search.py rule 2).
+    # Without a call_id the provider ran the search: nothing the upstream called.
+    if item.call_id is not None:
+        conv.searches.add_call(item.call_id, item.arguments)
+        _call(conv, item.call_id, SEARCH_FUNCTION_NAME, history_arguments(item.arguments))
+
+
+def _on_search_output(conv: _Conversation, item: ToolSearchOutputItem) -> None:
+    # Its answer is written once every search is known (``_offer_found``): whether a found
+    # tool is offered depends on the searches after it (core/tool_search.py rules 3-4).
+    if item.call_id in conv.outputs:
+        logger.info("second output for call %s dropped", item.call_id)
+        return
+    conv.searches.add_output(item.call_id, item.tools)
+    if item.call_id is not None:
+        _close_calls(conv)
+        conv.outputs[item.call_id] = {"role": "tool", "tool_call_id": item.call_id}
+
+
 def _on_additional_tools(conv: _Conversation, item: AdditionalToolsItem) -> None:
     """Nothing to do in the item pass: ``translate_request`` reads these tools first, so calls
     in the history resolve to the names the tools were given."""
@@ -375,8 +409,8 @@ _ITEM_HANDLERS: dict[type, Callable[[_Conversation, Any], None]] = {
     AdditionalToolsItem: _on_additional_tools,
     CompactionItem: _on_compaction,
     CompactionTriggerItem: _on_skip,
-    ToolSearchCallItem: _on_skip,
-    ToolSearchOutputItem: _on_skip,
+    ToolSearchCallItem: _on_search_call,
+    ToolSearchOutputItem: _on_search_output,
     UnknownItem: _on_skip,
 }
 
@@ -609,10 +643,55 @@ def _translate_tools(
             name = names.add(tool.name, namespace)
             origins[name] = ToolOrigin(tool.name, namespace, freeform=True)
             out.append(_freeform_function(name, tool, origins[name].input_param))
-        elif isinstance(tool, HostedTool | UnknownTool):
+        elif isinstance(tool, ToolSearchTool) and is_client_search(tool):
+            spec = search_function(tool)
+            origins[spec.name] = ToolOrigin(spec.name, kind=ToolKind.TOOL_SEARCH)
+            out.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": spec.name,
+                        "description": spec.description,
+                        "parameters": dict(spec.parameters),
+                    },
+                }
+            )
+        elif isinstance(tool, HostedTool | UnknownTool | ToolSearchTool):
             logger.info(
                 "tool of type %r has no Chat Completions form; not sent upstream", tool.type
             )
+    return out
+
+
+def _offer_found(
+    conv: _Conversation, tools: list[dict[str, Any]], max_tools: int
+) -> list[dict[str, Any]]:
+    """The tools the history's searches found, as upstream functions within ``max_tools``, and
+    each search's answer filled in (core/tool_search.py rules 3-4)."""
+    declared = {tool["function"]["name"] for tool in tools}
+    names, origins = conv.names, conv.origins
+
+    def unavailable(found: FoundTool) -> bool:
+        """Offered already, or its flat name is another tool's: a found tool never makes a
+        request fail (the conversation would be stuck with it)."""
+        try:
+            return names.add(found.name, found.namespace) in declared
+        except ClientRequestError:
+            logger.info("tool_search found %s, whose name is taken; not offered", found.name)
+            return True
+
+    offered = conv.searches.offered(max_tools - len(tools), unavailable)
+    strict = conv.profile.accepts_strict_tools
+    out = [
+        t
+        for f in offered
+        for t in _translate_tools([f.tool], names, origins, f.namespace, strict=strict)
+    ]
+    max_len = names.max_len
+    for call_id in conv.searches.answered():
+        conv.outputs[call_id]["content"] = conv.searches.answer(
+            call_id, lambda name, namespace: upstream_name(name, namespace, max_len=max_len)
+        )
     return out
 
 
@@ -681,15 +760,17 @@ def translate_request(
     carrier: ReasoningCarrier | None = None,
     vision: bool | None = None,
     reasoning: bool | None = None,
+    max_tools: int = DEFAULT_MAX_TOOLS,
 ) -> tuple[dict[str, Any], TranslationContext]:
     """The Chat Completions request (a JSON-ready dict) and the context for the answer.
 
     ``history`` (the prior items of a ``previous_response_id`` chain) is prepended to the
     input. ``vision`` and ``reasoning`` describe the routed model (None: the profile's family
     default): without vision every image becomes a text note (rule 8); a model that does not
-    reason gets no thinking switches and no reasoning placeholders (rule 9). Raises
-    ``ClientRequestError`` for requests that cannot be translated (tool-name or tool-call-id
-    collisions).
+    reason gets no thinking switches and no reasoning placeholders (rule 9). ``max_tools``
+    bounds the tools sent upstream once deferred tools found by ``tool_search`` join them (the
+    client's own tools are always sent). Raises ``ClientRequestError`` for requests that cannot
+    be translated (tool-name or tool-call-id collisions).
     """
     vision = profile.vision if vision is None else vision
     thinks = profile.reasoning if reasoning is None else reasoning
@@ -706,9 +787,17 @@ def translate_request(
     tools = _translate_tools(
         [*(req.tools or ()), *extra_tools], names, origins, strict=profile.accepts_strict_tools
     )
+    if sum(tool["function"]["name"] == SEARCH_FUNCTION_NAME for tool in tools) > 1:
+        raise ClientRequestError(
+            f"a tool named {SEARCH_FUNCTION_NAME!r} and the tool_search tool both become the "
+            f"upstream function {SEARCH_FUNCTION_NAME!r}; rename the tool",
+            param="tools",
+        )
     handlers = _ITEM_HANDLERS
     for item in chain(history, items):
         handlers[type(item)](conv, item)
+    if conv.searches:
+        tools += _offer_found(conv, tools, max_tools)
 
     # Remote compaction (contract §9): the input ends with a compaction_trigger; the upstream is
     # asked for a handoff summary with Codex's own prompt, and no tools.

@@ -175,7 +175,6 @@ class HostedTool(_Model):
     type: Literal[
         "web_search",
         "web_search_preview",
-        "tool_search",
         "local_shell",
         "image_generation",
         "file_search",
@@ -185,11 +184,23 @@ class HostedTool(_Model):
     ]
 
 
+class ToolSearchTool(_Model):
+    """Deferred tools (docs/tool-search.md): ``execution: "client"`` means Codex runs the search
+    itself and sends the tools found in a ``tool_search_output`` item (core/tool_search.py);
+    without it the provider would search (a hosted tool)."""
+
+    type: Literal["tool_search"]
+    execution: str | None = None
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
 Tool = _union(
     {
         "function": FunctionTool,
         "custom": CustomTool,
         "namespace": NamespaceTool,
+        "tool_search": ToolSearchTool,
         "hosted": HostedTool,
     },
     unknown=UnknownTool,
@@ -278,17 +289,26 @@ class AdditionalToolsItem(_Model):
 
 
 class ToolSearchCallItem(_Model):
-    """In Codex 0.169's ``ResponseItem`` enum, never seen on the wire (contract §5); kept so a
-    replay of one validates, then skipped: the tool it belongs to is hosted (no Chat form)."""
+    """A deferred-tools search the model asked for (docs/tool-search.md): ``arguments`` is a
+    JSON object (``{"query", "limit"}``), not a string; ``call_id`` pairs it with its output."""
 
     type: Literal["tool_search_call"]
     call_id: str | None = None
+    execution: str | None = None
+    arguments: Any = None
+    status: str | None = None
     id: str | None = None
 
 
 class ToolSearchOutputItem(_Model):
+    """What Codex's search found: tool definitions (functions, namespaces of functions) the
+    model may call from then on, although ``tools`` never lists them."""
+
     type: Literal["tool_search_output"]
     call_id: str | None = None
+    execution: str | None = None
+    status: str | None = None
+    tools: list[Tool] = Field(default_factory=list)
     id: str | None = None
 
 
