@@ -815,7 +815,7 @@ class Relay:
     ) -> ExchangeOutcome:
         """The exchange as the usage addon reads it. The one provider is named after the
         upstream's host; a self-healing retry is an attempt given up before the last."""
-        provider = self.upstream.hostname or "" if self.upstream else ""
+        provider = (self.upstream.hostname or "") if self.upstream else ""
         model = exchange.ctx.upstream_model
         job = exchange.link_job
         attempts = []
