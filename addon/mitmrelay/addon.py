@@ -281,6 +281,15 @@ class Relay:
 
         self._ticker = loop.call_later(ROUTES_CHECK_S, tick)
 
+    def usage_status(self) -> tuple[bool, list[str]]:
+        """For the usage addon's ``/healthz``: whether the relay has a working configuration,
+        and the names of the providers it routes to."""
+        config = self.config
+        table = None
+        if config is not None:
+            table = config.routes_file.table if config.routes_file else config.routes
+        return table is not None and self._refusal is None, list(table.providers) if table else []
+
     def _routes(self) -> RouteTable | None:
         """The table in force, after a look at the routes file (cheap: one ``stat``)."""
         config = self.config

@@ -234,6 +234,10 @@ def run_codex_config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["usage"]:  # `mitmrelay usage`: its own arguments (usage_report.py)
+        from .usage_report import main as usage_main
+
+        return usage_main(argv[1:])
     # The subcommand is taken by hand: argparse would mistake mitmproxy's own arguments
     # (``--set name=value``) for it.
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"

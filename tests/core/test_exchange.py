@@ -406,6 +406,23 @@ def test_a_failed_outcome_says_why_and_carries_the_price():
     assert line.endswith("(server_error: https://api.deepseek.com/v1 sent nothing for too long)")
 
 
+def test_the_comment_adds_the_cost_when_the_route_has_a_price():
+    ex = exchange()
+    ex.first_call()
+    usage = {
+        "input_tokens": 1_000_000,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 1_000_000,
+    }
+    outcome = ex.outcome(
+        status="completed", total_s=1.0, http_status=200, response={"usage": usage}
+    )
+    assert outcome.price is not None
+    assert f"| cost {outcome.price.input:g}" in comment(outcome)
+
+
 def test_a_refused_request_has_no_provider():
     outcome = refused_outcome(
         client_model="gpt-9",

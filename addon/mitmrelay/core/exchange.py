@@ -49,6 +49,7 @@ from .completion import completion_as_sse
 from .context import TranslationContext
 from .errors import ClientRequestError
 from .history import conversation_record, history_items
+from .ledger import format_cost
 from .outcome import AttemptOutcome, ExchangeOutcome
 from .reasoning import ReasoningCarrier
 from .reasoning_recovery import (
@@ -471,6 +472,9 @@ def comment(outcome: ExchangeOutcome) -> str:
         outcome.status,
         tokens_text(outcome.usage),
     ]
+    cost = format_cost(outcome)
+    if cost:
+        parts.append(cost)
     route = route_text(outcome)
     if route:
         parts.append(route)
