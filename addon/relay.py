@@ -15,6 +15,9 @@ if _here not in sys.path:
 
 from mitmrelay import webview  # noqa: E402  (registers the mitmweb content views)
 from mitmrelay.addon import Relay  # noqa: E402
+from mitmrelay.usage_addon import Usage  # noqa: E402
 
 webview.register()
-addons = [Relay()]
+relay = Relay()
+# After the relay: the usage addon reads relay_state, which the relay declares.
+addons = [relay, Usage(status=relay.usage_status)]

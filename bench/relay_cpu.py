@@ -12,7 +12,7 @@ per event). Two set-ups, each a real mitmdump subprocess on its own port:
   (``PROBE``) setting ``flow.response.stream = True``; the client POSTs a Chat request to it;
 - relay: ``MitmRelay`` (tests/support/mitm.py) in reverse mode with the addon; the client POSTs
   a Responses request to ``/v1/responses``, the relay sends it through its upstream link
-  (link.py), which translates the stream and hands mitmproxy the Responses events to carry.
+  (link/), which translates the stream and hands mitmproxy the Responses events to carry.
   The profile at the end splits the relay's time between the link's loop and the translator.
 
 CPU is the mitmdump process's own (utime + stime, read with ns precision from its process CPU
@@ -20,7 +20,8 @@ clock; ``/proc/<pid>/stat`` gives the same in 10 ms ticks). Each figure is margi
 long stream minus CPU of a ``SHORT``-event stream through the same proxy, divided by the
 difference in events, so per-request costs (connections, request translation, hooks, log
 lines) cancel. Repeated ``--repeat`` times, interleaved; medians (min-max) are printed.
-Finally (unless ``--no-profile``) one relay stream is run under cProfile inside mitmdump and
+Finally (unless ``--no-profile``) one relay stream is run under cProfile (timing CPU, not wall
+time) inside mitmdump and
 its busy time (the event loop's idle ``epoll`` wait left out) is split by where it was spent;
 cProfile inflates call-heavy code, so these are rough shares, and a coroutine counts one call
 per resumption.
@@ -32,6 +33,7 @@ translation should add <= 10 % on top, about 13 µs per event.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import pstats
@@ -47,7 +49,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.mitm import MITMDUMP, MitmRelay  # noqa: E402
+from support.mitm import MITMDUMP, RELAY_SCRIPT, MitmRelay  # noqa: E402
 
 SHORT = 20  # events of the short stream whose CPU is subtracted
 GAP_S = 0.001  # between two events
@@ -57,7 +59,7 @@ SETTLE_S = 0.15  # after the client has its last byte: mitmproxy finishes the fl
 # request: "pass" (stream the upstream's bytes untouched: the baseline),
 # "count" (log how many reads the .stream callable saw), "profile" (cProfile the flow).
 PROBE = r"""
-import cProfile, logging
+import cProfile, logging, time
 PROFILE_OUT = {profile_out!r}
 
 class Counter:
@@ -74,7 +76,9 @@ class Probe:
     def requestheaders(self, flow):
         flow.metadata["bench"] = tags = flow.request.headers.get("x-bench", "")
         if "profile" in tags:
-            self.profiler = cProfile.Profile()
+            # CPU time, not wall time: on a loaded machine a preempted system call would
+            # otherwise look expensive.
+            self.profiler = cProfile.Profile(time.process_time)
             self.profiler.enable()
     def responseheaders(self, flow):
         tags = flow.metadata.get("bench", "")
@@ -128,6 +132,7 @@ class PacedUpstream:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.n = 0  # events of the next stream
+        self.gap_s = GAP_S
         self.streams: dict[int, list[bytes]] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -157,7 +162,7 @@ class PacedUpstream:
                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
                 )
                 for event in stream:
-                    time.sleep(GAP_S)
+                    time.sleep(self.gap_s)
                     conn.sendall(event)
         except OSError:
             pass
@@ -231,6 +236,18 @@ class Setup:
         raise RuntimeError(f"{self.name}: no read count in the log:\n{self.proxy.text()}")
 
 
+def other_relay(tmp: Path, up: PacedUpstream, checkout: Path) -> MitmRelay:
+    """The relay of another checkout (its addon/relay.py puts its own package first)."""
+    relay = MitmRelay(
+        tmp / f"{checkout.name}-conf", up.url, options={"relay_model": "deepseek-chat"}
+    )
+    relay.args = [
+        str(checkout / "addon" / "relay.py") if a == str(RELAY_SCRIPT) else a for a in relay.args
+    ]
+    relay.args += ["-s", str(tmp / "probe.py")]
+    return relay
+
+
 def proxies(tmp: Path, up: PacedUpstream) -> tuple[MitmRelay, MitmRelay]:
     """A plain mitmdump (reverse proxy to the server) and the relay, both with the probe."""
     probe = tmp / "probe.py"
@@ -290,11 +307,17 @@ def profile_report(profile: pstats.Stats, n: int) -> None:
     for own, inclusive, calls, name in sorted(ours, reverse=True)[:15]:
         print(f"  {own / total:>6.1%}{inclusive / total:>7.1%}{calls / n:>13.1f}  {name}")
     entry = {name: inclusive for _, inclusive, _, name in ours}
-    loop = next((v for k, v in entry.items() if k.endswith(" _stream_events")), 0.0)
-    feed = next((v for k, v in entry.items() if "stream.py" in k and k.endswith(" feed")), 0.0)
+
+    def inclusive(module: str, func: str) -> float:
+        return next((v for k, v in entry.items() if module in k and k.endswith(f" {func}")), 0.0)
+
+    read = inclusive("link/connection.py", "data_received")
+    hot = inclusive("link/call.py", "on_body")
+    feed = inclusive("core/stream.py", "feed")
     print(
-        f"  inclusive: the link's loop (link.py _stream_events) {loop / total:.0%}, of which "
-        f"the translator (core/stream.py feed) {feed / total:.0%}"
+        f"  inclusive: the link's upstream reads (link/connection.py data_received) "
+        f"{read / total:.0%}, of which the hot path (link/call.py on_body) {hot / total:.0%}, "
+        f"of which the translator (core/stream.py feed) {feed / total:.0%}"
     )
     print(f"  {'own':>6}{'calls/event':>20}  top functions of any package")
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])
@@ -309,6 +332,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=GAP_S * 1e3,
+        help="between two upstream events; the link batches events closer than 5 ms apart",
+    )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="CHECKOUT",
+        help="another checkout whose addon/relay.py is measured in the same run (a before/after "
+        "comparison, e.g. `git archive main | tar -x -C /tmp/main`)",
+    )
     args = parser.parse_args()
     n = args.events
     chat = json.dumps(
@@ -316,19 +354,27 @@ def main() -> None:
     ).encode()
     responses = b'{"model":"m","input":"x","stream":true}'
     up = PacedUpstream()
+    up.gap_s = args.gap_ms / 1e3
     stats: pstats.Stats | None = None
     with tempfile.TemporaryDirectory() as tmp:
         plain, relay = proxies(Path(tmp), up)
-        with plain, relay:
+        others = [other_relay(Path(tmp), up, checkout) for checkout in args.also]
+        with contextlib.ExitStack() as running:
+            for proxy in (plain, relay, *others):
+                running.enter_context(proxy)
             setups = [
                 Setup("baseline", plain, "/v1/chat/completions", chat, "pass"),
                 Setup("relay", relay, "/v1/responses", responses, "relay"),
+            ]
+            setups += [
+                Setup(f"relay@{c.name}", o, "/v1/responses", responses, "relay")
+                for c, o in zip(args.also, others, strict=True)
             ]
             for s in setups:  # imports, caches, the link's upstream pool
                 s.call(up, 200)
                 s.call(up, SHORT)
             reads = {s.name: s.reads_per_event(up, 500) for s in setups}
-            pids = {"plain": plain.proc.pid, "relay": relay.proc.pid}  # type: ignore[union-attr]
+            pids = {s.name: s.pid for s in setups}
             idle = {k: cpu_s(pid) for k, pid in pids.items()}
             time.sleep(1.0)
             idle = {k: (cpu_s(pid) - idle[k]) * 1e3 for k, pid in pids.items()}  # ms per s
@@ -346,8 +392,9 @@ def main() -> None:
 
     base = statistics.median(setups[0].per_event)
     print(
-        f"{n} text deltas, one write each, {GAP_S * 1e3:g} ms apart; mitmdump's CPU per event, "
-        f"marginal over a {SHORT}-event stream; median (min-max) of {args.repeat} runs"
+        f"{n} text deltas, one write each, {up.gap_s * 1e3:g} ms apart; mitmdump's CPU per event, "
+        f"marginal over a {SHORT}-event stream; median (min-max) of {args.repeat} runs; "
+        "ratio: median of the per-run ratios"
     )
     print(
         f"{'set-up':<11}{'reads/event':>12}{'µs/event':>10}{'(min-max)':>12}"
@@ -356,8 +403,13 @@ def main() -> None:
     for s in setups:
         med = statistics.median(s.per_event)
         spread = f"({min(s.per_event):.0f}-{max(s.per_event):.0f})"
+        # Each run measures both set-ups back to back: the median of the per-run ratios is
+        # steadier than the ratio of medians while other processes load the machine.
+        paired = statistics.median(
+            r / b for r, b in zip(s.per_event, setups[0].per_event, strict=True)
+        )
         print(
-            f"{s.name:<11}{reads[s.name]:>12.2f}{med:>10.1f}{spread:>12}{med / base:>7.2f}x"
+            f"{s.name:<11}{reads[s.name]:>12.2f}{med:>10.1f}{spread:>12}{paired:>7.2f}x"
             f"{med - base:>+11.1f}{statistics.median(s.fixed):>10.1f} ms"
         )
     full = statistics.median(setups[1].per_event)
@@ -367,8 +419,9 @@ def main() -> None:
     )
     gap = statistics.median(g for s in setups for g in s.gap)
     print(
-        f"pacing {gap:.2f} ms/event; idle mitmdump {idle['plain']:.1f} (plain) and "
-        f"{idle['relay']:.1f} (relay) ms CPU per s; CPU clock vs /proc/<pid>/stat over the "
+        f"pacing {gap:.2f} ms/event; idle mitmdump "
+        + ", ".join(f"{k} {v:.1f}" for k, v in idle.items())
+        + " ms CPU per s; CPU clock vs /proc/<pid>/stat over the "
         + ", ".join(f"{k} runs {c:.2f} vs {t:.2f} s" for k, (c, t) in clock.items())
     )
     if stats is not None:

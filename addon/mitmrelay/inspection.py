@@ -32,10 +32,16 @@ def show_client_leg(
     request = client_request.copy()
     if listener is not None:
         request.host, request.port = listener
-    if "authorization" in request.headers:
-        request.headers["authorization"] = HIDDEN
+    hide_client_key(request)
     f.request = request
     f.metadata.setdefault(META, {})["leg"] = "client"
+
+
+def hide_client_key(request: http.Request) -> None:
+    """The client's key stays off every flow the relay handles (mitmweb shows flows, ``-w``
+    saves them), including the ones it answers itself."""
+    if "authorization" in request.headers:
+        request.headers["authorization"] = HIDDEN
 
 
 def upstream_leg(f: http.HTTPFlow, link_request: http.Request, job: LinkJob) -> http.HTTPFlow:

@@ -11,7 +11,7 @@ from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
 from mitmrelay.inspection import HIDDEN, show_client_leg, upstream_leg
-from mitmrelay.link import JOB_HEADER, LinkJob
+from mitmrelay.link import JOB_HEADER, AttemptRecord, LinkAttempt, LinkJob
 
 CLIENT_KEY = "sk-client-key"
 RELAY_KEY = "sk-relay-key"
@@ -39,11 +39,11 @@ def relayed_flow() -> tuple[http.HTTPFlow, http.Request]:
     return f, client_request
 
 
-def job(**outcome) -> LinkJob:
-    j = LinkJob(
-        url=urllib.parse.urlsplit("https://api.deepseek.com/v1/chat/completions"),
-        headers={"authorization": f"Bearer {RELAY_KEY}"},
-    )
+def job(*, sent_body: bytes = b"", retried: bool = False, **outcome) -> LinkJob:
+    url = urllib.parse.urlsplit("https://api.deepseek.com/v1/chat/completions")
+    j = LinkJob(LinkAttempt(url, {"authorization": f"Bearer {RELAY_KEY}"}, body=sent_body))
+    if retried:  # a first attempt refused, a second one that answered
+        j.attempts += [AttemptRecord("deepseek", url.geturl(), 400), AttemptRecord("", "", 200)]
     for name, value in outcome.items():
         setattr(j, name, value)
     return j

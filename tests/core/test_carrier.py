@@ -34,6 +34,41 @@ def test_round_trip_and_versioned_text_blob():
     assert carrier().open(blob) == PAYLOAD
 
 
+# Sealed by the carrier before it encoded with surrogatepass (KEY, the counting nonces): the
+# plaintext of every string without a lone surrogate is the same bytes, so these still open.
+OLD_BLOB = (
+    "mr1.AAAAAAAAAAAAAAAAdZ7B_I8Oyp17wMZAdEix66ctdj9boYKvFL7Q4reaOyMiM5-SCN6aYhH5Ko7juhA-zCV7xAsU"
+    "J9Y_2FZILU4rioodR3rltDTA_6u3pmJFaqN_ekb4Ud0gfAmEaR7SfaKS7SpsZE0zgPYoW1wW8E3dcgeAb0mVUDP_8ih8"
+    "2AdFV-4hj7SgyUpuFXA56tkd2hfNDC2rM95fBYVPYKo7HXQ"
+)
+OLD_COMPACTION_BLOB = "mrc1.AAAAAAAAAAAAAAAAXH8crcBBQBQyiMVGOM4RDfInOT1NoYKzEwKaihQoFVXs4x3dpLJWq9s"
+
+
+def test_blobs_sealed_before_surrogatepass_open_unchanged_and_seal_the_same():
+    assert carrier().open(OLD_BLOB) == PAYLOAD
+    assert carrier().seal(PAYLOAD) == OLD_BLOB
+    summary = "Résumé: ls — done ✓"
+    assert carrier().open_compaction(OLD_COMPACTION_BLOB) == summary
+    assert carrier().seal_compaction(summary) == OLD_COMPACTION_BLOB
+
+
+def test_lone_surrogates_from_the_upstream_round_trip():
+    """JSON lets an upstream send half a surrogate pair (valid JSON, not UTF-8); sealing must
+    not raise on it (it failed the stream as relay_internal_error) and the text that comes back
+    is exactly what was sealed, so the upstream gets its own reasoning back."""
+    payload = ReasoningPayload(
+        text="a\ud83d b \ude00 c \U0001f600",
+        details=({"type": "reasoning.text", "text": "\udfff"},),
+        signatures={"call_1": "sig\ud800"},
+        call_ids=("call_1",),
+    )
+    c = carrier()
+    blob = c.seal(payload)
+    assert blob.isascii()
+    assert c.open(blob) == payload
+    assert c.open_compaction(c.seal_compaction("sum\ud83dmary")) == "sum\ud83dmary"
+
+
 def test_nonces_differ_per_seal():
     c = carrier()
     assert c.seal(PAYLOAD) != c.seal(PAYLOAD)

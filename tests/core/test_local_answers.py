@@ -34,3 +34,10 @@ def test_model_list_reads_openai_and_ollama_shapes_for_both_clients():
         answer = json.loads(body)
         assert status == 200 and answer["models"] == []
         assert [Model.model_validate(m).id for m in answer["data"]] == expected
+
+
+def test_model_list_keeps_the_routed_names_first_in_order_once():
+    _, _, body = model_list(b'{"data":[{"id":"b"},{"id":"z"}]}', ["a", "b", "a", ""])
+    assert [m["id"] for m in json.loads(body)["data"]] == ["a", "b", "z"]
+    _, _, body = model_list(b"", ["only-routed"])
+    assert [m["id"] for m in json.loads(body)["data"]] == ["only-routed"]

@@ -15,7 +15,7 @@ from chat_streams import CTX, DONE, call, chunk, events, run, terminal
 from openai.types.responses import ResponseOutputItem, ResponseStreamEvent
 from test_stream_golden import GOLDEN
 
-from mitmrelay.addon import REASONING_MODES
+from mitmrelay.config import REASONING_MODES
 from mitmrelay.core import output_items
 from mitmrelay.core.context import ToolKind, ToolOrigin, TranslationContext
 from mitmrelay.core.events import ALL_EVENTS, EventWriter
@@ -26,6 +26,7 @@ from mitmrelay.core.output_items import (
     CustomToolCallItem,
     FunctionCallItem,
     MessageItem,
+    SignatureItem,
     StreamFailure,
 )
 
@@ -219,6 +220,21 @@ def test_every_reasoning_mode_opens_and_closes_an_item_the_sdk_accepts():
             EVENTS.validate_python(event)
         ITEMS.validate_python(finished)
         assert item.text == "think", mode
+
+
+def test_a_signature_item_shows_nothing_and_the_sdk_accepts_it():
+    """The reasoning item that only carries a sealed blob (Gemini's signatures): its added
+    event and finished item have an empty summary and nothing else to show."""
+    writer = EventWriter()
+    item = SignatureItem(writer, "rs_1", 0)
+    item.open()
+    finished = item.close()
+    sent = _sse_events(writer)
+    assert [e["type"] for e in sent] == ["response.output_item.added"]
+    assert sent[0]["item"] == finished == {"id": "rs_1", "type": "reasoning", "summary": []}
+    EVENTS.validate_python(sent[0])
+    ITEMS.validate_python({**finished, "encrypted_content": "mr1.blob"})
+    assert (item.text, item.details) == ("", [])
 
 
 def test_ids_come_from_the_injected_source_call_id_first():

@@ -4,7 +4,9 @@ import pytest
 
 from mitmrelay.core.reasoning_recovery import (
     is_missing_reasoning_error,
+    restoration_keys,
     with_reasoning_placeholders,
+    with_restored_reasoning,
 )
 
 
@@ -112,3 +114,37 @@ def test_turn_fingerprint_finds_reasoning_when_call_ids_were_rewritten():
         ]
     }
     assert with_restored_reasoning(other, kept.get)[1] == 0
+
+
+def test_restoration_keys_are_the_lookups_restoring_would_make_in_order():
+    chat = {
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "x"},
+            {
+                "role": "assistant",
+                "reasoning_content": "kept",
+                "tool_calls": [{"id": "b", "function": {"name": "f"}}],
+            },
+            {"role": "tool", "tool_call_id": "b", "content": "y"},
+        ]
+    }
+    asked: list[str] = []
+    with_restored_reasoning(chat, lambda key: asked.append(key), "reasoning_content")
+    assert restoration_keys(chat) == asked
+    assert asked[0] == "a" and asked[1].startswith("turn:") and len(asked) == 2
+
+
+def test_restored_reasoning_brings_its_details_and_signatures():
+    chat = {
+        "messages": [
+            {"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f"}}]},
+            {"role": "tool", "tool_call_id": "a", "content": "x"},
+        ]
+    }
+    record = {"text": "t", "details": [{"type": "reasoning.text"}], "signatures": {"a": "sig"}}
+    restored, changed = with_restored_reasoning(chat, {"a": record}.get)
+    message = restored["messages"][0]
+    assert changed == 1 and message["reasoning_details"] == [{"type": "reasoning.text"}]
+    assert message["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "sig"}}

@@ -229,6 +229,45 @@ def test_mistral_ids_are_nine_letters_and_digits_derived_deterministically() -> 
     assert _ids(tr(items, PROFILES["mistral"])) == (calls, tools)  # same ids every turn
 
 
+def _thinking(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
+def test_mistral_gets_its_thinking_back_as_the_chunk_it_streamed() -> None:
+    """Mistral has no reasoning field (reasoning_content is a 422) and wants its thinking back
+    as a thinking chunk at the head of the assistant's content (docs/providers.md §2 Mistral)."""
+    items = [
+        user(TEXT),
+        reasoning("plan it"),
+        said("On it."),
+        call("abcDEF123"),
+        out("abcDEF123"),
+        reasoning("then check"),
+        call("ghiJKL456"),
+        out("ghiJKL456"),
+    ]
+    chat = tr(items, PROFILES["mistral"])
+    first, second = (m for m in chat["messages"] if m["role"] == "assistant")
+    assert first["content"] == [_thinking("plan it"), {"type": "text", "text": "On it."}]
+    assert second["content"] == [_thinking("then check")]
+    assert all("reasoning_content" not in m and "reasoning" not in m for m in chat["messages"])
+    memory = Memory(reasoning={"abcDEF123": "plan it", "ghiJKL456": "then check"})
+    assert check("mistral", chat, memory) == (None, [])
+
+
+def test_a_mistral_model_that_does_not_think_gets_no_thinking_chunk() -> None:
+    items = [user(TEXT), reasoning("plan it"), said("On it."), call("abcDEF123"), out("abcDEF123")]
+    chat = tr(items, PROFILES["mistral"], thinks=False)
+    assert [m["content"] for m in chat["messages"] if m["role"] == "assistant"] == ["On it."]
+
+
+@pytest.mark.parametrize("family", sorted(f for f in PROFILES if not PROFILES[f].thinking_chunks))
+def test_other_families_never_get_thinking_chunks(family: str) -> None:
+    items = [user(TEXT), reasoning("plan it"), said("On it."), call("abcDEF123"), out("abcDEF123")]
+    chat = tr(items, PROFILES[family])
+    assert [m["content"] for m in chat["messages"] if m["role"] == "assistant"] == ["On it."]
+
+
 def test_kimi_gets_back_the_ids_it_invented() -> None:
     # core/stream.py gave Codex "call_functions_exec_command_0" for "functions.exec_command:0"
     long_name = "a_tool_name_long_enough_that_the_stream_shortened_its_id_x"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import pytest
 from chat_streams import (
@@ -22,6 +23,7 @@ from chat_streams import (
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from mitmrelay.core.carrier import SealedReasoningCarrier
 from mitmrelay.core.reasoning import ReasoningPayload
 
 PATCH = '*** Begin Patch\n*** Add File: a.txt\n+héllo "q" \\ 😀\n*** End Patch\n'
@@ -372,6 +374,84 @@ def test_a_lone_surrogate_from_upstream_never_raises(mode):
     assert msg["content"][0]["text"] == "\ufffdb"
 
 
+def test_a_lone_surrogate_is_sealed_exactly_as_the_upstream_sent_it():
+    """With the real carrier, half a surrogate pair in the reasoning does not fail the stream
+    (sealing raised, so it failed as relay_internal_error): Codex is shown U+FFFD, and the
+    sealed payload holds the upstream's text unchanged, to go back to it."""
+    carrier = SealedReasoningCarrier(bytes(32), lambda n: bytes(n))
+    raw = (
+        b'data: {"choices":[{"index":0,"delta":{"reasoning_content":"a\\ud83d"}}]}\n\n'
+        + chunk({"tool_calls": [call(0, "call_1", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    done = terminal(run(raw, carrier=carrier))
+    assert done["type"] == "response.completed"
+    rs = done["response"]["output"][0]
+    assert rs["summary"][0]["text"] == "a\ufffd"
+    assert carrier.open(rs["encrypted_content"]) == ReasoningPayload(
+        text="a\ud83d", call_ids=("call_1",)
+    )
+
+
+def _mistral(*parts: dict[str, Any] | str) -> bytes:
+    """One chunk whose content is Mistral's: a list of typed chunks, or a plain string."""
+    content = parts[0] if len(parts) == 1 and isinstance(parts[0], str) else list(parts)
+    return chunk({"content": content})
+
+
+def _thinking(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
+@pytest.mark.parametrize("mode", ["summary", "raw", "hidden"])
+def test_mistral_thinking_chunks_are_reasoning_and_text_chunks_are_text(mode):
+    """Mistral's reasoning models stream content as typed chunks while they think, plain
+    strings after (docs/providers.md §1.1): the thinking is Codex's reasoning, sealed to go
+    back; text chunks and strings are the answer."""
+    carrier = FakeCarrier()
+    raw = (
+        _mistral(_thinking("Two lines, "))
+        + _mistral(_thinking("one command each."), {"type": "text", "text": "On it"})
+        + _mistral(", running it.")
+        + chunk({"tool_calls": [call(0, "abcDEF123", "exec_command", '{"cmd":"ls"}')]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    out = run(raw, carrier=carrier, reasoning_mode=mode)
+    rs, msg, fc = terminal(out)["response"]["output"]
+    assert (rs["summary"] or rs["content"])[0]["text"] == "Two lines, one command each."
+    assert msg["content"][0]["text"] == "On it, running it."
+    assert fc["call_id"] == "abcDEF123"
+    assert carrier.sealed == [
+        ReasoningPayload(text="Two lines, one command each.", call_ids=("abcDEF123",))
+    ]
+    if mode == "summary":
+        deltas = [e["delta"] for e in events(out) if e["type"].endswith("summary_text.delta")]
+        assert deltas == ["Two lines, ", "one command each."]
+
+
+def test_other_typed_chunks_show_nothing_and_fail_nothing():
+    """References and images (Mistral's other chunk kinds), unknown kinds and junk elements
+    carry no text to show; a thinking chunk may hold a reference beside its text."""
+    reference = {"type": "reference", "reference_ids": [1]}
+    raw = (
+        _mistral(
+            {"type": "thinking", "thinking": [reference, {"type": "text", "text": "hm"}]},
+            reference,
+            {"type": "image_url", "image_url": "https://example.test/a.png"},
+            {"type": "future_kind", "text": "no"},
+            "junk",
+            {"type": "text", "text": "ok"},
+        )
+        + chunk(finish="stop")
+        + DONE
+    )
+    rs, msg = terminal(run(raw))["response"]["output"]
+    assert rs["summary"][0]["text"] == "hm"
+    assert msg["content"][0]["text"] == "ok"
+
+
 # Any characters, lone surrogates and think tags among them.
 ANY_TEXT = st.lists(
     st.characters() | st.sampled_from(["\ud83d", "\ude00", "<think>", "</think>"]), max_size=8
@@ -467,6 +547,101 @@ def test_reasoning_payload_names_the_calls_and_gemini_signatures():
     assert [d["output_index"] for d in done] == [0, 1]
 
 
+def test_a_call_cut_by_the_length_limit_is_not_named_in_the_sealed_payload():
+    """The cut call never reaches the client (rule 2), so the reasoning before it names only
+    the whole call; the addon keys kept reasoning by these ids."""
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"reasoning_content": "go"})
+        + chunk({"tool_calls": [call(0, "c1", "exec_command", '{"cmd":"ls"}')]})
+        + chunk({"tool_calls": [call(1, "c2", "exec_command", '{"cmd": "l')]})
+        + chunk(finish="length")
+        + DONE
+    )
+    done = terminal(run(raw, carrier=carrier))
+    assert done["type"] == "response.incomplete"
+    assert [i.get("call_id") for i in done["response"]["output"]] == [None, "c1"]
+    assert carrier.sealed == [ReasoningPayload(text="go", call_ids=("c1",))]
+
+
+def _signed(signature: str) -> dict[str, Any]:
+    return {"extra_content": {"google": {"thought_signature": signature}}}
+
+
+@pytest.mark.parametrize("mode", ["summary", "raw", "hidden"])
+def test_a_signed_call_without_thought_text_gets_a_reasoning_item_for_its_signature(mode):
+    """Gemini signs calls and sends no thought text: the signature must still reach a blob
+    Codex replays, so a reasoning item without text opens before the first signed call and
+    carries the signatures of the calls after it. It shows nothing, in any mode."""
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"tool_calls": [call(None, "g1", "exec_command", '{"cmd":"ls"}', **_signed("S1"))]})
+        + chunk({"tool_calls": [call(None, "g2", "exec_command", '{"cmd":"pwd"}')]})
+        + chunk(finish="stop")
+        + DONE
+    )
+    out = run(raw, carrier=carrier, reasoning_mode=mode)
+    done = terminal(out)
+    assert done["type"] == "response.completed"
+    rs, fc1, fc2 = done["response"]["output"]
+    assert rs == {"id": "rs_1", "type": "reasoning", "summary": [], "encrypted_content": "blob1"}
+    assert (fc1["call_id"], fc2["call_id"]) == ("g1", "g2")
+    assert carrier.sealed == [ReasoningPayload(signatures={"g1": "S1"}, call_ids=("g1", "g2"))]
+    assert not [t for t in types(out) if "reasoning" in t]  # no parts, no deltas
+
+
+def test_without_a_carrier_no_reasoning_item_is_made_for_a_signature():
+    raw = (
+        chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk(finish="stop")
+        + DONE
+    )
+    output = terminal(run(raw))["response"]["output"]
+    assert [i["type"] for i in output] == ["function_call"]
+
+
+def test_a_thought_before_a_signed_call_carries_its_signature_alone():
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"content": "Looking."})
+        + chunk({"reasoning_content": "list first"})
+        + chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk(finish="stop")
+        + DONE
+    )
+    output = terminal(run(raw, carrier=carrier))["response"]["output"]
+    assert [i["type"] for i in output] == ["message", "reasoning", "function_call"]
+    assert carrier.sealed == [
+        ReasoningPayload(text="list first", signatures={"g1": "S1"}, call_ids=("g1",))
+    ]
+
+
+def test_a_signature_that_comes_after_its_call_opened_is_sealed_at_the_end():
+    """The call's output_item.added went out before the signature came: a reasoning item is
+    added after the calls for it (the request side puts signatures back by call id)."""
+    carrier = FakeCarrier()
+    raw = (
+        chunk({"tool_calls": [call(0, "g1", "exec_command", '{"cmd":')]})
+        + chunk({"tool_calls": [call(0, args='"ls"}', **_signed("S1"))]})
+        + chunk({"reasoning_content": "and then"})
+        + chunk({"tool_calls": [call(1, "g2", "exec_command", "{}", **_signed("S2"))]})
+        + chunk(finish="tool_calls")
+        + DONE
+    )
+    output = terminal(run(raw, carrier=carrier))["response"]["output"]
+    assert [(i["type"], i.get("call_id")) for i in output] == [
+        ("function_call", "g1"),
+        ("reasoning", None),
+        ("function_call", "g2"),
+        ("reasoning", None),
+    ]
+    assert carrier.sealed == [
+        ReasoningPayload(text="and then", signatures={"g2": "S2"}, call_ids=("g2",)),
+        ReasoningPayload(signatures={"g1": "S1"}, call_ids=("g1",)),
+    ]
+    assert output[3]["encrypted_content"] == "blob2" and output[3]["summary"] == []
+
+
 def test_each_reasoning_item_is_sealed_with_its_own_details():
     """OpenRouter/MiniMax reasoning_details go back upstream with the reasoning item they came
     with: two items in one stream, two payloads, neither holding the other's blocks."""
@@ -522,6 +697,123 @@ def test_arbitrary_bytes_end_in_exactly_one_terminal_event(data):
         sum(ty in ("response.completed", "response.failed", "response.incomplete") for ty in tys)
         == 1
     )
+
+
+# A chunk with every field the translator reads, each well-formed; the test below puts any JSON
+# value in place of any of them.
+WELL_FORMED = {
+    "choices": [
+        {
+            "index": 0,
+            "delta": {
+                "reasoning_content": "r",
+                "reasoning": "r",
+                "reasoning_details": [{"type": "reasoning.text", "text": "t", "summary": "s"}],
+                "content": [  # Mistral's typed chunks; any string stands in for them too
+                    {"type": "thinking", "thinking": [{"type": "text", "text": "t"}]},
+                    {"type": "text", "text": "a"},
+                ],
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "exec_command", "arguments": "{}"},
+                        "extra_content": {"google": {"thought_signature": "sig"}},
+                    }
+                ],
+            },
+            "finish_reason": None,
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        }
+    ],
+    "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+}
+CALL = ("choices", 0, "delta", "tool_calls", 0)
+FIELD_PATHS = [
+    ("choices",),
+    ("choices", 0),
+    ("choices", 0, "delta"),
+    ("choices", 0, "delta", "reasoning_content"),
+    ("choices", 0, "delta", "reasoning"),
+    ("choices", 0, "delta", "reasoning_details"),
+    ("choices", 0, "delta", "reasoning_details", 0),
+    ("choices", 0, "delta", "reasoning_details", 0, "text"),
+    ("choices", 0, "delta", "reasoning_details", 0, "summary"),
+    ("choices", 0, "delta", "content"),
+    ("choices", 0, "delta", "content", 0),
+    ("choices", 0, "delta", "content", 0, "type"),
+    ("choices", 0, "delta", "content", 0, "thinking"),
+    ("choices", 0, "delta", "content", 0, "thinking", 0),
+    ("choices", 0, "delta", "content", 0, "thinking", 0, "type"),
+    ("choices", 0, "delta", "content", 0, "thinking", 0, "text"),
+    ("choices", 0, "delta", "content", 1, "text"),
+    ("choices", 0, "delta", "tool_calls"),
+    CALL,
+    (*CALL, "index"),
+    (*CALL, "id"),
+    (*CALL, "function"),
+    (*CALL, "function", "name"),
+    (*CALL, "function", "arguments"),
+    (*CALL, "extra_content"),
+    (*CALL, "extra_content", "google"),
+    (*CALL, "extra_content", "google", "thought_signature"),
+    ("choices", 0, "finish_reason"),
+    ("choices", 0, "usage"),
+    ("usage",),
+]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=4,
+)
+
+
+def _replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
+    """``value`` with the field at ``path`` set to ``new``; unchanged where an earlier change
+    took the path away."""
+    if not path:
+        return new
+    key, rest = path[0], path[1:]
+    if isinstance(value, list) and isinstance(key, int) and key < len(value):
+        copy: Any = list(value)
+    elif isinstance(value, dict) and key in value:
+        copy = dict(value)
+    else:
+        return value
+    copy[key] = _replaced(value[key], rest, new)
+    return copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(FIELD_PATHS), JSON_VALUES), min_size=1, max_size=3),
+    st.sampled_from(["summary", "raw", "hidden"]),
+)
+@example([((*CALL, "function"), "oops")], "summary")
+@example([((*CALL, "id"), 7)], "summary")
+@example([(("choices", 0, "delta", "reasoning_details", 0, "text"), 1)], "summary")
+@example([(("choices", 0, "delta", "content", 0, "type"), ["thinking"])], "summary")
+def test_any_json_in_any_field_is_the_upstreams_fault_never_an_internal_error(changes, mode):
+    """h11's fuzz invariant for parsed chunks: whatever JSON value stands where the translator
+    reads a field, the stream ends in exactly one terminal event and a failure names the
+    upstream (``upstream_protocol_error`` and its kin), never ``relay_internal_error`` (which
+    logs a traceback and blames the relay)."""
+    body: Any = WELL_FORMED
+    for path, value in changes:
+        body = _replaced(body, path, value)
+    raw = b"data: " + json.dumps(body).encode() + b"\n\n" + chunk(finish="stop") + DONE
+    out = run(raw, reasoning_mode=mode, carrier=FakeCarrier())
+    last = terminal(out)
+    assert (
+        sum(
+            ty.startswith(("response.completed", "response.failed", "response.incomplete"))
+            for ty in types(out)
+        )
+        == 1
+    )
+    if last["type"] == "response.failed":
+        assert not last["response"]["error"]["message"].startswith("relay_internal_error"), last
 
 
 def test_a_fallback_translator_continues_the_stream_a_failed_attempt_began() -> None:

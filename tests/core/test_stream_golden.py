@@ -67,6 +67,14 @@ def _details(text: str) -> dict[str, Any]:
     return {"type": "reasoning.text", "text": text, "format": "anthropic-claude-v1"}
 
 
+def _thinking(text: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": [{"type": "text", "text": text}]}
+
+
+def _signed(signature: str) -> dict[str, Any]:
+    return {"extra_content": {"google": {"thought_signature": signature}}}
+
+
 def _choice_chunk(choice: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps({"id": "c", "choices": [choice]}).encode() + b"\n\n"
 
@@ -122,6 +130,48 @@ EXTRA: dict[str, Case] = {
     "reasoning_field_and_message_shape": Case(
         _choice_chunk({"index": 0, "message": {"reasoning": "r"}, "finish_reason": None})
         + _choice_chunk({"index": 0, "message": {"content": "m"}, "finish_reason": "stop"})
+        + DONE
+    ),
+    # Gemini signs calls without thought text: a reasoning item without text goes before the
+    # first signed call and carries the signatures of the calls after it (stream.py rule 5).
+    "gemini_signed_parallel_calls": Case(
+        chunk({"tool_calls": [call(None, "g1", "exec_command", '{"cmd":"ls"}', **_signed("S1"))]})
+        + chunk({"tool_calls": [call(None, "g2", "exec_command", '{"cmd":"pwd"}')]})
+        + chunk(finish="stop")
+        + usage()
+        + DONE
+    ),
+    "gemini_text_then_signed_call": Case(
+        chunk({"content": "Looking."})
+        + chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk(finish="stop")
+        + DONE
+    ),
+    # A thought before the call already carries its signature: no second item.
+    "gemini_thought_then_signed_calls": Case(
+        chunk({"reasoning_content": "list first"})
+        + chunk({"tool_calls": [call(None, "g1", "exec_command", "{}", **_signed("S1"))]})
+        + chunk({"reasoning_content": "then print"})
+        + chunk({"tool_calls": [call(None, "g2", "exec_command", "{}", **_signed("S2"))]})
+        + chunk(finish="stop")
+        + DONE
+    ),
+    # The signature comes after the call opened: the item goes at the end.
+    "gemini_signature_after_the_call_opened": Case(
+        chunk({"tool_calls": [call(0, "g1", "exec_command", '{"cmd":')]})
+        + chunk({"tool_calls": [call(0, args='"ls"}', **_signed("S1"))]})
+        + chunk({"reasoning_content": "and then"})
+        + chunk({"tool_calls": [call(1, "g2", "exec_command", "{}")]})
+        + chunk(finish="tool_calls")
+        + DONE
+    ),
+    # Mistral: thinking as typed content chunks, then plain strings (docs/providers.md §1.1).
+    "mistral_thinking_chunks": Case(
+        chunk({"content": [_thinking("Two lines, ")]})
+        + chunk({"content": [_thinking("one each."), {"type": "text", "text": "On it"}]})
+        + chunk({"content": ", running it."})
+        + chunk({"tool_calls": [call(0, "abcDEF123", "exec_command", '{"cmd":"ls"}')]})
+        + chunk(finish="tool_calls", usage={"prompt_tokens": 9, "completion_tokens": 3})
         + DONE
     ),
     "text_then_call": Case(
@@ -347,6 +397,27 @@ COMPLETIONS: dict[str, bytes] = {
                 }
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        }
+    ).encode(),
+    # Mistral's whole answer: the message's content is the list of typed chunks.
+    "completion_mistral_thinking": json.dumps(
+        {
+            "id": "cmpl-m",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "mistral-medium-3-5",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": [_thinking("Add it up."), {"type": "text", "text": "4"}],
+                        "tool_calls": None,
+                    },
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
         }
     ).encode(),
     "completion_length": json.dumps(

@@ -33,6 +33,7 @@ def with_(message: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 
 IMAGE = {"type": "image_url", "image_url": {"url": "https://example.test/a.png"}}
+THOUGHT = {"type": "text", "text": "what it thought"}
 
 CASES = [
     # (family, refused request, status, words in the answer, the request put right)
@@ -129,6 +130,30 @@ CASES = [
         400,
         "Tool call id was call_1 but must be a-z, A-Z, 0-9, with a length of 9.",
         body(USER, CALL, TOOL),
+    ),
+    (
+        "mistral",
+        body(
+            USER,
+            with_(CALL, content=[{"type": "thinking", "thinking": [THOUGHT], "signature": "s"}]),
+            TOOL,
+        ),
+        422,
+        '"loc": ["body", "messages", 1, "assistant", "content", 0, "thinking", "signature"], '
+        '"msg": "Extra inputs are not permitted"',
+        body(USER, with_(CALL, content=[{"type": "thinking", "thinking": [THOUGHT]}]), TOOL),
+    ),
+    (
+        "mistral",
+        body(
+            USER,
+            with_(CALL, content=[{"type": "thinking", "thinking": [{**THOUGHT, "x": 1}]}]),
+            TOOL,
+        ),
+        422,
+        '"loc": ["body", "messages", 1, "assistant", "content", 0, "thinking", "thinking", 0, '
+        '"text", "x"]',
+        body(USER, with_(CALL, content=[{"type": "thinking", "thinking": [THOUGHT]}]), TOOL),
     ),
     (
         "gemini",
@@ -234,6 +259,22 @@ def test_gemini_refuses_a_signed_call_without_its_signature_and_answers_in_a_lis
             body(USER, with_(CALL, reasoning_content="other"), TOOL),
             Memory(reasoning={"abcDEF123": "what it thought"}),
             "did not come back",
+        ),
+        (
+            "mistral",
+            body(USER, CALL, TOOL),
+            Memory(reasoning={"abcDEF123": "what it thought"}),
+            "did not come back as a thinking chunk (got '')",
+        ),
+        (
+            "mistral",
+            body(
+                USER,
+                with_(CALL, content=[{"type": "text", "text": "what it thought"}]),
+                TOOL,
+            ),
+            Memory(reasoning={"abcDEF123": "what it thought"}),
+            "did not come back as a thinking chunk",
         ),
         ("openrouter", body(USER, reasoning={"effort": "max"}), Memory(), "not on this provider"),
         ("generic", body(USER, stream=True), Memory(), "include_usage"),

@@ -8,7 +8,8 @@ again and calls again, then answers. The fake refuses what the real provider ref
 wording), records what the provider would silently punish, and answers in its own shapes
 (``support/strict_providers.py``). A family passes when Codex did the work, the fake refused
 nothing and recorded nothing, and what must survive a round trip did: the reasoning (in the
-family's field), Kimi's ids, Gemini's signatures, the usage Codex reports.
+family's field, or Mistral's thinking chunks), Kimi's ids, Gemini's signatures, the usage Codex
+reports.
 """
 
 from __future__ import annotations
@@ -39,24 +40,12 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC"
 )
 ROUNDS = 2
-# Families whose thinking text the relay shows Codex today. Mistral streams it as typed content
-# chunks the stream translator does not read yet; Gemini shows none (its signature carries it).
-SHOWS_REASONING = frozenset(FAMILIES) - {"mistral", "gemini"}
+# Families whose thinking text the relay shows Codex: all but Gemini, which sends none (each
+# call's signature stands for it). Mistral's comes as typed content chunks.
+SHOWS_REASONING = frozenset(FAMILIES) - {"gemini"}
 # Families whose usage carries no cached-token count (the others report 40 of 100 cached, each
 # in its own shape: strict_providers' dialects).
 PLAIN_USAGE = frozenset({"generic", "groq", "mistral", "ollama", "llamacpp", "lmstudio"})
-# Gemini's compat endpoint signs each call (extra_content.google.thought_signature) and shows no
-# thought text unless asked; the stream translator seals signatures only into a reasoning item,
-# and none opens without text, so the second request goes out unsigned and Gemini refuses it.
-# The stream-side remedy (an empty reasoning item sealed with the signatures of the calls it
-# precedes) is reported for the stream translator; strict, so the mark must go when it lands.
-GEMINI_GAP = pytest.mark.xfail(
-    strict=True, reason="stream side: a signature without thought text is not sealed yet"
-)
-
-
-def families(*, gap: frozenset[str] = frozenset({"gemini"})) -> list[Any]:
-    return [pytest.param(f, marks=GEMINI_GAP) if f in gap else f for f in FAMILIES]
 
 
 def step_reasoning(family: str, step: int) -> str:
@@ -142,7 +131,7 @@ def assistant_calls(chat: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in chat["messages"] if m.get("role") == "assistant" and m.get("tool_calls")]
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_tool_loop_with_reasoning_is_accepted_by_the_strict_fake(
     sessions: dict[str, Session], family: str
 ) -> None:
@@ -202,8 +191,22 @@ def test_codex_saw_the_reasoning(sessions: dict[str, Session], family: str) -> N
         assert step_reasoning(family, step) in shown, run.describe()
 
 
-@GEMINI_GAP
+def test_mistral_got_its_thinking_back_as_thinking_chunks(sessions: dict[str, Session]) -> None:
+    """Mistral streamed its thinking as typed content chunks; Codex showed it (above) and the
+    relay sent it back the same way, at the head of each call message's content, never as a
+    reasoning field (its strict schema refuses one)."""
+    last = sessions["mistral"].upstream.chat_requests()[-1]
+    thoughts = [
+        [part["thinking"][0]["text"] for part in m["content"] if part["type"] == "thinking"]
+        for m in assistant_calls(last)
+    ]
+    assert thoughts == [[step_reasoning("mistral", step)] for step in range(ROUNDS)]
+
+
 def test_gemini_signatures_went_back_on_their_calls(sessions: dict[str, Session]) -> None:
+    """Gemini signs each call and sends no thought text: the relay seals each signature into a
+    reasoning item without text (core/stream.py rule 5), Codex replays it, and the next request
+    puts the signature back on its call."""
     up = sessions["gemini"].upstream
     last = up.chat_requests()[-1]
     signed = {
@@ -216,7 +219,7 @@ def test_gemini_signatures_went_back_on_their_calls(sessions: dict[str, Session]
     assert not any("reasoning_content" in m or "reasoning" in m for m in assistant_calls(last))
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_codex_reports_the_usage_the_family_sent(sessions: dict[str, Session], family: str) -> None:
     """Each family's usage shape (cached tokens in every form) reaches Codex's token count."""
     run = sessions[family].run

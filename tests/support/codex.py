@@ -330,7 +330,9 @@ class CodexHarness:
         images: Sequence[Path] = (),
         resume_last: bool = False,
         timeout: float = 120,
+        options: Sequence[str] = (),
     ) -> CodexRun:
+        """``options``: more ``codex exec`` options, e.g. ``["-m", "kimi-k2"]``."""
         out_file = self.base / f"last-message-{len(self.runs)}.txt"
         args = [
             str(self.binary),
@@ -345,6 +347,7 @@ class CodexHarness:
             "-o",
             str(out_file),
         ]
+        args += list(options)
         for img in images:
             args += ["-i", str(img)]
         if resume_last:

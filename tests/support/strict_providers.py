@@ -306,6 +306,13 @@ MISTRAL_MESSAGE_FIELDS = {
     "tool": frozenset({"role", "content", "tool_call_id", "name"}),
 }
 MISTRAL_CALL_FIELDS = frozenset({"id", "type", "function", "index"})
+# The fields of the content chunks the relay sends, per chunk type (Mistral's OpenAPI schema:
+# TextChunk, ThinkChunk, ImageURLChunk); a thinking chunk holds text chunks.
+MISTRAL_CHUNK_FIELDS = {
+    "text": frozenset({"type", "text"}),
+    "thinking": frozenset({"type", "thinking", "closed"}),
+    "image_url": frozenset({"type", "image_url"}),
+}
 _NINE = re.compile(r"[a-zA-Z0-9]{9}")
 
 
@@ -337,6 +344,17 @@ def mistral_schema(request: dict[str, Any], memory: Memory) -> Rejection | None:
                     return _extra_forbidden(
                         ["body", "messages", index, role, "tool_calls", name], value
                     )
+        for n, chunk in enumerate(_parts(message)):
+            where = ["body", "messages", index, role, "content", n, chunk.get("type")]
+            parts = [(chunk, where)]
+            if chunk.get("type") == "thinking":  # its text chunks, one level down
+                inner = enumerate(chunk.get("thinking") or ())
+                parts += [(c, [*where, "thinking", i, c.get("type")]) for i, c in inner]
+            for part, loc in parts:
+                allowed = MISTRAL_CHUNK_FIELDS.get(part.get("type"), frozenset(part))
+                for name, value in part.items():
+                    if name not in allowed:
+                        return _extra_forbidden([*loc, name], value)
     return None
 
 
@@ -478,6 +496,26 @@ def reasoning_back(field_name: str) -> Expectation:
                 )
 
     return expect
+
+
+def thinking_back(request: dict[str, Any], memory: Memory) -> Iterable[str]:
+    """Mistral: the thinking this server streamed comes back as it came, a ``thinking`` chunk in
+    the assistant's content; its own multi-turn example warns that dropping the ThinkChunks
+    degrades the model (mistralai/client-python examples/mistral/chat/reasoning_multi_turn.py)."""
+    for index, message in _assistant_calls(request):
+        produced = memory.reasoning.get(message["tool_calls"][0].get("id"))
+        got = "".join(
+            part.get("text", "")
+            for chunk in _parts(message)
+            if chunk.get("type") == "thinking"
+            for part in chunk.get("thinking") or ()
+            if part.get("type") == "text"
+        )
+        if produced is not None and got != produced:
+            yield (
+                f"messages[{index}]: the thinking this server produced did not come back as a "
+                f"thinking chunk (got {got!r})"
+            )
 
 
 def details_back(request: dict[str, Any], memory: Memory) -> Iterable[str]:
@@ -695,7 +733,7 @@ STRICT: dict[str, Strictness] = {
     ),
     "mistral": Strictness(
         rejections=(*_BASE, mistral_schema, mistral_order, mistral_call_ids),
-        expectations=(effort_on_ladder(frozenset({"none", "high"})),),
+        expectations=(effort_on_ladder(frozenset({"none", "high"})), thinking_back),
         dialect=Dialect(
             reasoning="thinking_chunks", usage_at="finish", usage=_plain_usage, call_id=_mistral_id
         ),

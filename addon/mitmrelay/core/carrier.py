@@ -7,7 +7,10 @@ can travel with the conversation itself and survive relay restarts, with no serv
 
 Blob format (text, safe in JSON): ``mr1.`` + urlsafe-base64(nonce[12] || AES-GCM(ciphertext ||
 tag)). The ``mr1.`` prefix is also the associated data, so a blob cannot be replayed under
-another version. The plaintext is compact JSON of the ``ReasoningPayload``.
+another version. The plaintext is compact JSON of the ``ReasoningPayload``, UTF-8 encoded with
+``surrogatepass``: JSON lets an upstream send a lone surrogate (``"\ud83d"``), which strict UTF-8
+cannot encode, and the text must come back exactly as the upstream sent it. Every string without
+one encodes to the same bytes as strict UTF-8, so blobs sealed before this rule open unchanged.
 
 Opening never raises: a blob from OpenAI (``gAAAA…``), another relay (another key), or one that
 was altered is ignored with one log line, and the caller falls back to the readable summary.
@@ -36,6 +39,8 @@ PREFIX = "mr1."
 COMPACTION_PREFIX = "mrc1."  # a sealed compaction summary (core/compaction.py)
 KEY_BYTES = 32
 NONCE_BYTES = 12
+# The plaintext's UTF-8 error handler: lone surrogates from the upstream round-trip (see above).
+_SURROGATES = "surrogatepass"
 
 
 class SealedReasoningCarrier:
@@ -60,17 +65,18 @@ class SealedReasoningCarrier:
             record["o"] = payload.origin
         if payload.item:
             record["i"] = dict(payload.item)
-        plain = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
-        return PREFIX + self._encrypt(plain, PREFIX)
+        plain = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        return PREFIX + self._encrypt(plain.encode("utf-8", _SURROGATES), PREFIX)
 
     def seal_compaction(self, summary: str) -> str:
         """A remote-compaction summary, sealed like reasoning under its own prefix."""
-        return COMPACTION_PREFIX + self._encrypt(summary.encode(), COMPACTION_PREFIX)
+        plain = summary.encode("utf-8", _SURROGATES)
+        return COMPACTION_PREFIX + self._encrypt(plain, COMPACTION_PREFIX)
 
     def open_compaction(self, blob: str) -> str | None:
         """The summary, or None for a blob this relay did not make or that was altered."""
         plain = self._decrypt(blob, COMPACTION_PREFIX)
-        return plain.decode("utf-8", errors="replace") if plain is not None else None
+        return plain.decode("utf-8", _SURROGATES) if plain is not None else None
 
     def _encrypt(self, plain: bytes, prefix: str) -> str:
         nonce = self._nonce(NONCE_BYTES)
@@ -96,7 +102,7 @@ class SealedReasoningCarrier:
         if plain is None:
             return None
         try:
-            data = json.loads(plain)
+            data = json.loads(plain.decode("utf-8", _SURROGATES))
             return ReasoningPayload(
                 text=str(data.get("t", "")),
                 details=tuple(d for d in data.get("d", ()) if isinstance(d, dict)),

@@ -41,7 +41,10 @@ def client_error(error: RelayError) -> Answer:
 
 def no_upstream() -> Answer:
     return error_answer(
-        503, "mitmrelay has no upstream configured (relay_upstream)", "server_error", "server_error"
+        503,
+        "mitmrelay has no upstream configured (relay_routes or relay_upstream)",
+        "server_error",
+        "server_error",
     )
 
 
@@ -66,11 +69,13 @@ def internal_error(stage: str) -> Answer:
     )
 
 
-def model_list(upstream_body: bytes, extra_models: Sequence[str] = ()) -> Answer:
-    """``GET …/models``: the upstream's model ids (OpenAI-style ``data`` list, or Ollama's
-    ``models``), plus the relay's own mapped model, as one body both clients read: the OpenAI
-    SDK reads ``object``/``data``; Codex reads ``models`` and treats an empty or unknown catalog
-    as non-fatal (codex-contract.md §10)."""
+def model_list(upstream_body: bytes, routed: Sequence[str] = ()) -> Answer:
+    """``GET …/models``: the names the relay routes, in order, then the upstream's own model
+    ids (OpenAI-style ``data`` list, or Ollama's ``models``; ``b""`` when no upstream was
+    asked), as one body both clients read: the OpenAI SDK reads ``object``/``data``; Codex
+    reads ``models`` and treats an empty catalog as non-fatal (docs/codex-contract.md §10).
+    Codex's own catalog entries come from ``mitmrelay codex-config --catalog`` instead: an
+    entry served here would need Codex's full prompt to be usable."""
     try:
         upstream: Any = json.loads(upstream_body or b"{}")
     except ValueError:
@@ -78,14 +83,11 @@ def model_list(upstream_body: bytes, extra_models: Sequence[str] = ()) -> Answer
     entries = []
     if isinstance(upstream, dict):
         entries = upstream.get("data") or upstream.get("models") or []
-    ids: list[str] = []
+    ids: list[str] = [m for i, m in enumerate(routed) if m and m not in routed[:i]]
     for entry in entries if isinstance(entries, list) else []:
         model_id = entry.get("id") or entry.get("name") if isinstance(entry, dict) else None
         if isinstance(model_id, str) and model_id not in ids:
             ids.append(model_id)
-    for model_id in extra_models:
-        if model_id and model_id not in ids:
-            ids.insert(0, model_id)
     data = [{"id": i, "object": "model", "created": 0, "owned_by": "mitmrelay"} for i in ids]
     body = {"object": "list", "data": data, "models": []}
     return 200, dict(_JSON), json.dumps(body).encode()

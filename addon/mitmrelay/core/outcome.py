@@ -46,6 +46,8 @@ class ExchangeOutcome:
     status:         ``completed`` | ``incomplete`` | ``failed`` for an answer the client got as
                     a Response; ``http <code>`` when it got an HTTP error instead.
     failure:        the error code the client was given (None when it succeeded).
+    detail:         the failure's message, for people (log line, mitmweb); never a key, never
+                    prompt content, not meant to be parsed.
     provider:       the provider that served (the last attempt), or that failed last.
     usage:          the Responses ``usage`` object the client got, as the upstream reported
                     it (None when the upstream reported none).
@@ -64,6 +66,7 @@ class ExchangeOutcome:
     total_s: float
     first_event_s: float | None = None
     failure: str | None = None
+    detail: str | None = None
     usage: Mapping[str, Any] | None = None
     attempts: tuple[AttemptOutcome, ...] = ()
     price: Price | None = None

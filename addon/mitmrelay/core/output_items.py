@@ -214,6 +214,22 @@ class RawReasoningItem(ReasoningItem):
         return super().close()
 
 
+class SignatureItem(ReasoningItem):
+    """A reasoning item without text, in every reasoning mode: it exists for its sealed blob.
+    Gemini signs each tool call (``extra_content.google.thought_signature``) without sending
+    any thought text, and refuses the next request if a signed call comes back unsigned
+    (docs/providers.md §1.2); the blob is where the signature travels, since Codex replays a
+    reasoning item verbatim (docs/codex-contract.md §7.3).
+
+    Events: ``output_item.added`` (summary ``[]``); no parts, no deltas (nothing to show).
+    Finished item: ``summary`` empty; the driver adds ``encrypted_content``."""
+
+    __slots__ = ()
+
+    def close(self) -> dict[str, Any]:
+        return {"id": self.item_id, "type": "reasoning", "summary": []}
+
+
 # The relay's reasoning modes (option relay_reasoning) -> the item that shows reasoning so.
 REASONING_ITEMS: Mapping[str, type[ReasoningItem]] = {
     "summary": SummaryReasoningItem,

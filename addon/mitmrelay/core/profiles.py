@@ -94,6 +94,9 @@ class Profile:
     stream_extra:            fields merged into a streamed request that offers tools.
     reasoning_replay:        the assistant-message field that carries reasoning back upstream,
                              or "none" to strip it (Groq rejects ``reasoning_content``).
+    thinking_chunks:         reasoning goes back as a typed ``thinking`` chunk at the head of the
+                             assistant message's ``content`` (the shape the provider streams it
+                             in), for providers with no reasoning field (Mistral).
     reasoning_placeholder:   text sent as reasoning on an assistant tool-call message when none
                              survives, for providers that demand it (DeepSeek, Kimi); None = never.
     thought_signatures:      send Gemini's per-call ``extra_content.google.thought_signature``
@@ -121,6 +124,7 @@ class Profile:
     thinking: Thinking | None = Thinking()
     stream_extra: Mapping[str, object] = field(default_factory=dict)
     reasoning_replay: ReasoningReplay = "reasoning_content"
+    thinking_chunks: bool = False
     reasoning_placeholder: str | None = None
     thought_signatures: bool = True
     tool_call_ids: ToolCallIds = "keep"
@@ -252,8 +256,11 @@ MISTRAL = Profile(
     name="mistral",
     hosts=("api.mistral.ai", "codestral.mistral.ai"),
     # reasoning_effort "high" or "none" on mistral-small/medium-3.5 (docs.mistral.ai/
-    # capabilities/reasoning). Thinking streams as typed content chunks, which the stream side
-    # does not read yet: the relay neither shows nor replays it.
+    # capabilities/reasoning). Thinking streams as typed content chunks and goes back the same
+    # way, at the head of the assistant's content: Mistral's own multi-turn example says to
+    # replay the turn "with its ThinkChunks intact", as dropping them degrades the model
+    # (mistralai/client-python examples/mistral/chat/reasoning_multi_turn.py).
+    thinking_chunks=True,
     thinking=Thinking(
         levels=_frozen({e: ("none" if e == "none" else "high") for e in CODEX_EFFORTS})
     ),

@@ -76,6 +76,19 @@ def turn_fingerprint(calls: list[Mapping[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:32]
 
 
+def restoration_keys(chat: Mapping[str, Any], field: str = "reasoning_content") -> list[str]:
+    """The lookups ``with_restored_reasoning`` would make, in its order (each assistant
+    tool-call message lacking reasoning: its first call id, then ``"turn:"`` + its turn
+    fingerprint), without copying the request: for fetching them from a store first."""
+    keys: list[str] = []
+    for message in chat.get("messages", ()):
+        calls = message.get("tool_calls") if message.get("role") == "assistant" else None
+        if not calls or message.get(field, "").strip():
+            continue
+        keys += [calls[0].get("id", ""), "turn:" + turn_fingerprint(calls)]
+    return keys
+
+
 def with_restored_reasoning(
     chat: dict[str, Any],
     lookup: Callable[[str], Mapping[str, Any] | None],

@@ -25,8 +25,13 @@ Rules (each cites the fact it rests on):
    message, right after it, in order. A call without output gets ``MISSING_OUTPUT``; an output
    without a call is dropped (logged).
 4. Reasoning items never become visible text (providers.md §1.2): they fill the reasoning field
-   (``profile.reasoning_replay``) of the next assistant message. Source, in order: the sealed
-   carrier's payload, ``reasoning_text`` content, the summary text.
+   (``profile.reasoning_replay``) of the next assistant message, or, for a provider with no such
+   field (``profile.thinking_chunks``: Mistral), a typed ``thinking`` chunk at the head of its
+   content, and only when the routed model thinks (docs/providers.md §2 Mistral). Source, in
+   order: the sealed carrier's payload, ``reasoning_text`` content, the summary text. Gemini's
+   thought signatures in a payload go back on their calls by call id, wherever the item stands
+   in the input (the stream side seals a signature into a reasoning item before its call, or
+   after it when the signature came late: core/stream.py rule 5).
 5. Freeform (``custom``) tools become functions with one string parameter whose description
    carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
    reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
@@ -164,6 +169,7 @@ class _Conversation:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # call_id -> tool message
     output_images: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reasoning: _Reasoning | None = None
+    signatures: dict[str, str] = field(default_factory=dict)  # call_id -> Gemini's (rule 4)
     skipped: set[str] = field(default_factory=set)
     vision: bool = True  # rule 8
     thinks: bool = True  # rule 9
@@ -272,6 +278,8 @@ def _on_reasoning(conv: _Conversation, item: ReasoningItem) -> None:
     reasoning: _Reasoning | None = None
     if item.encrypted_content and conv.carrier is not None:
         reasoning = conv.carrier.open(item.encrypted_content)
+        if reasoning is not None and reasoning.signatures:
+            conv.signatures.update(reasoning.signatures)
     if reasoning is None:
         text = "".join([p.text for p in item.content]) if item.content else ""
         reasoning = text or "\n".join([p.text for p in item.summary])
@@ -424,14 +432,14 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
     used: set[str] = set()
     profile = conv.profile
     outputs, output_images = conv.outputs, conv.output_images
-    signatures = profile.thought_signatures
+    signatures = conv.signatures if profile.thought_signatures else None
     for message in conv.messages:
         if message["role"] != "assistant":
             out.append(message)
             continue
         message.pop("_closed", None)
         reasoning: _Reasoning | None = message.pop("_reasoning", None)
-        payload = _place_reasoning(message, reasoning, profile, conv.thinks)
+        _place_reasoning(message, reasoning, profile, conv.thinks)
         calls = message.get("tool_calls")
         if not calls:
             if message.get("content") is not None:
@@ -441,10 +449,8 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
         out.append(message)
         for call in calls:
             call_id = call["id"]
-            if signatures and payload is not None and call_id in payload.signatures:
-                call["extra_content"] = {
-                    "google": {"thought_signature": payload.signatures[call_id]}
-                }
+            if signatures and call_id in signatures:
+                call["extra_content"] = {"google": {"thought_signature": signatures[call_id]}}
             answer = outputs.get(call_id)
             if answer is None or call_id in used:
                 answer = {"role": "tool", "tool_call_id": call_id, "content": MISSING_OUTPUT}
@@ -485,22 +491,35 @@ def _append_images(
 
 def _place_reasoning(
     message: dict[str, Any], reasoning: _Reasoning | None, profile: Profile, thinks: bool
-) -> ReasoningPayload | None:
-    """Fills the message's reasoning fields; returns the payload when there is more than text
-    (its signatures go on the calls)."""
-    payload = reasoning if isinstance(reasoning, ReasoningPayload) else None
+) -> None:
+    """Fills the message's reasoning fields (rule 4)."""
+    text = _text(reasoning) if reasoning is not None else ""
+    if profile.thinking_chunks and text and thinks:
+        content = message["content"]
+        if content is not None or message.get("tool_calls"):  # else nothing is sent (_ordered)
+            message["content"] = _thinking_content(text, content)
     field_name = profile.reasoning_replay
     if field_name == "none":
-        return payload
-    text = _text(reasoning) if reasoning is not None else ""
+        return
     placeholder = profile.reasoning_placeholder
     if not text and thinks and placeholder is not None and message.get("tool_calls"):
         text = placeholder
     if text:
         message[field_name] = text
-    if payload is not None and payload.details:
-        message["reasoning_details"] = [dict(d) for d in payload.details]
-    return payload
+    if isinstance(reasoning, ReasoningPayload) and reasoning.details:
+        message["reasoning_details"] = [dict(d) for d in reasoning.details]
+
+
+def _thinking_content(reasoning: str, text: str | None) -> list[dict[str, Any]]:
+    """Mistral's assistant content with its thinking: a ``thinking`` chunk holding one text
+    chunk, then the text, as Mistral streams them and its own SDK replays them (ThinkChunk,
+    TextChunk: docs/providers.md §2 Mistral)."""
+    chunks: list[dict[str, Any]] = [
+        {"type": "thinking", "thinking": [{"type": "text", "text": reasoning}]}
+    ]
+    if text:
+        chunks.append({"type": "text", "text": text})
+    return chunks
 
 
 def _merge_systems(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ Rules:
 2. Codex records an item only on ``response.output_item.done`` (docs/codex-contract.md §7.2), so
    no ``output_item.done`` is ever sent for a half-built item: a call without a name or with
    arguments that do not parse fails the whole response instead. A call cut by the length limit
-   is left out (it was never whole) and the response is ``incomplete``.
+   is left out (it was never whole, and no sealed payload names it) and the response is
+   ``incomplete``.
 3. Exactly one terminal event per stream: ``response.completed``, ``response.incomplete``
    (``finish_reason`` length / content_filter) or ``response.failed``. A stream that ends
    without a ``finish_reason``, sends invalid JSON or an ``{"error": …}`` chunk, is failed:
@@ -32,11 +33,22 @@ Rules:
 5. With a reasoning carrier, a reasoning item's ``output_item.done`` waits until the upstream
    finishes: its sealed blob names the calls that follow it up to the next reasoning item, with
    their Gemini signatures, and carries the ``reasoning_details`` that came with this item
-   alone (docs/codex-contract.md §7.3: Codex replays the item verbatim).
+   alone (docs/codex-contract.md §7.3: Codex replays the item verbatim). Gemini signs calls
+   without sending thought text (docs/providers.md §1.2), so a signed call that no reasoning
+   item precedes gets one without text (``SignatureItem``), opened right before it; a call
+   signed only after it opened gets one at the end, after the calls. Either way the signature
+   travels in a blob Codex replays, and the request side puts it back on its call by id.
 6. Nothing raises out of ``feed``/``feed_chunk``/``finish``/``fail``/``keepalive``: an internal
    error becomes ``response.failed`` (mitmproxy drops a chunk when a stream callable raises:
    docs/mitmproxy-notes.md §5), and text UTF-8 cannot carry (a lone surrogate, valid in JSON)
    goes out as U+FFFD (``sse.utf8``).
+7. The upstream's shapes are checked where they are read, so a malformed chunk is the
+   upstream's fault, never a ``relay_internal_error``: a field the translator descends into
+   (``choices``, a choice's delta, ``tool_calls``, a call's ``function``, ``extra_content``,
+   ``reasoning_details``, a thinking chunk's ``thinking``) holding anything but the object or
+   list its schema has fails the response as ``upstream_protocol_error``; a list element that
+   is not an object is skipped, and a scalar of another type (a numeric ``id``) counts as
+   absent.
 """
 
 from __future__ import annotations
@@ -65,6 +77,7 @@ from .output_items import (
     CompactionItem,
     MessageItem,
     ReasoningItem,
+    SignatureItem,
     StreamFailure,
 )
 from .profiles import GENERIC, Profile
@@ -95,6 +108,16 @@ _VALID_CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _INVALID_ID_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _scan_json = json.JSONDecoder().scan_once
 _UNPARSED = object()
+_NO_FIELDS: dict[str, Any] = {}  # an absent object field, read as empty (never written)
+
+
+def _detail_text(detail: dict[str, Any]) -> str:
+    """The readable text of one ``reasoning_details`` block (an encrypted one has none)."""
+    for key in ("text", "summary"):
+        text = detail.get(key)
+        if text and isinstance(text, str):
+            return text
+    return ""
 
 
 def _loads(text: str) -> Any:
@@ -230,9 +253,12 @@ class StreamTranslator:
         from then on no other upstream may take over."""
         if self.has_output:
             raise ValueError("the previous attempt already sent output items")
+        # A terminal event (response.failed) of an attempt being replaced never reached the
+        # client: a stream has one, and this one goes on. The link withholds it, so numbering
+        # resumes at its number.
         return Handover(
             started=self.phase is not Phase.NEW,
-            next_sequence=self._w.seq,
+            next_sequence=self._w.seq - 1 if self.phase is Phase.DONE else self._w.seq,
             response_id=self._response_id,
             created_at=self._created_at,
         )
@@ -362,46 +388,67 @@ class StreamTranslator:
         usage = chunk.get("usage")
         if usage:
             self._usage = responses_usage(usage) or self._usage
-        for choice in chunk.get("choices") or ():
-            self._on_choice(choice)
+        choices = chunk.get("choices")
+        if choices:
+            if not isinstance(choices, list):
+                raise self._malformed("choices", "a list")
+            for choice in choices:
+                if isinstance(choice, dict):  # rule 7
+                    self._on_choice(choice)
 
-    def _on_choice(self, choice: Mapping[str, Any]) -> None:
-        delta = choice.get("delta") or choice.get("message") or {}
-        reasoning = delta.get("reasoning_content")
-        if reasoning is None:
-            reasoning = delta.get("reasoning")  # OpenRouter, GLM-5, newer vLLM
-        details = delta.get("reasoning_details")
-        if details:
-            kept = [d for d in details if isinstance(d, Mapping)]
-            if not isinstance(reasoning, str) or not reasoning:
-                reasoning = "".join(d.get("text") or d.get("summary") or "" for d in kept)
-            item = self._reasoning(reasoning)  # "": an encrypted block alone opens the item
-            if item is not None:
-                item.details += kept  # this item's own (rule 5)
-        elif isinstance(reasoning, str) and reasoning:
-            self._reasoning(reasoning)
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            if self._think is None:
-                self._text(content)
-            else:
-                for kind, piece in self._think.feed(content):
-                    self._reasoning(piece) if kind == "reasoning" else self._text(piece)
-        tool_calls = delta.get("tool_calls")
-        if tool_calls:
-            for tc in tool_calls:
-                if isinstance(tc, Mapping):
-                    self._tool_call_delta(tc)
+    def _on_choice(self, choice: dict[str, Any]) -> None:
+        delta = choice.get("delta") or choice.get("message")  # a whole completion: the message
+        if delta:
+            if not isinstance(delta, dict):
+                raise self._malformed("a choice's delta", "an object")
+            reasoning = delta.get("reasoning_content")
+            if reasoning is None:
+                reasoning = delta.get("reasoning")  # OpenRouter, GLM-5, newer vLLM
+            details = delta.get("reasoning_details")
+            if details:
+                self._reasoning_details(details, reasoning)
+            elif reasoning and isinstance(reasoning, str):
+                self._reasoning(reasoning)
+            content = delta.get("content")
+            if content:
+                if isinstance(content, str):
+                    self._content(content)
+                elif isinstance(content, list):
+                    self._content_chunks(content)
+            tool_calls = delta.get("tool_calls")
+            if tool_calls:
+                if not isinstance(tool_calls, list):
+                    raise self._malformed("tool_calls", "a list")
+                for tc in tool_calls:
+                    if isinstance(tc, dict):  # rule 7
+                        self._tool_call_delta(tc)
         usage = choice.get("usage")  # Kimi puts usage inside the choice
         if usage:
             self._usage = responses_usage(usage) or self._usage
         reason = choice.get("finish_reason")
-        if reason:
+        if reason and isinstance(reason, str):
             if reason == "error":  # OpenRouter: a provider died mid-stream
                 raise StreamFailure(
                     "server_error", f"{self._upstream} reported an error mid-stream"
                 )
             self._finish_reason = reason
+
+    def _reasoning_details(self, details: object, reasoning: object) -> None:
+        """OpenRouter's typed ``reasoning_details``: kept with the reasoning item they came with
+        (rule 5); their text is the reasoning when no plain field carries it."""
+        if not isinstance(details, list):
+            raise self._malformed("reasoning_details", "a list")
+        kept = [d for d in details if isinstance(d, dict)]
+        if not isinstance(reasoning, str) or not reasoning:
+            reasoning = "".join(map(_detail_text, kept))
+        item = self._reasoning(reasoning)  # "": an encrypted block alone opens the item
+        if item is not None:
+            item.details += kept  # this item's own (rule 5)
+
+    def _malformed(self, what: str, shape: str) -> StreamFailure:
+        return StreamFailure(
+            "upstream_protocol_error", f"{self._upstream} sent {what} that is not {shape}"
+        )
 
     # ----------------------------------------------------------------- reasoning and text
 
@@ -418,6 +465,42 @@ class StreamTranslator:
         if text:
             item.add(text)
         return item
+
+    def _content(self, text: str) -> None:
+        """Visible text as the upstream streams it: split at think tags first if the profile
+        says its server leaves them in (core/think_tags.py)."""
+        think = self._think
+        if think is None:
+            self._text(text)
+            return
+        for kind, piece in think.feed(text):
+            self._reasoning(piece) if kind == "reasoning" else self._text(piece)
+
+    def _content_chunks(self, chunks: list[Any]) -> None:
+        """``content`` as a list of typed chunks: Mistral's reasoning models stream their
+        thinking so (``[{"type": "thinking", "thinking": [{"type": "text", "text": …}]}]``),
+        then plain strings (docs/providers.md §1.1). A ``thinking`` chunk is reasoning, a
+        ``text`` chunk is content; other kinds (references, images) have nothing to show."""
+        for part in chunks:
+            if isinstance(part, dict):
+                kind = part.get("type")
+                if kind == "text":
+                    text = part.get("text")
+                    if text and isinstance(text, str):
+                        self._content(text)
+                elif kind == "thinking":
+                    self._thinking_chunk(part.get("thinking"))
+
+    def _thinking_chunk(self, thinking: object) -> None:
+        if not thinking:
+            return
+        if not isinstance(thinking, list):
+            raise self._malformed("a thinking chunk's thinking", "a list")
+        for inner in thinking:
+            if isinstance(inner, dict) and inner.get("type") == "text":
+                text = inner.get("text")
+                if text and isinstance(text, str):
+                    self._reasoning(text)
 
     def _text(self, text: str) -> None:
         if self._summary is not None:
@@ -443,11 +526,13 @@ class StreamTranslator:
 
     # ----------------------------------------------------------------- tool calls
 
-    def _tool_call_delta(self, tc: Mapping[str, Any]) -> None:
+    def _tool_call_delta(self, tc: dict[str, Any]) -> None:
         if self._summary is not None:
             return  # no tools were offered for a compaction; a stray call is not a summary
-        call = self._call_for(tc)
-        fn = tc.get("function") or {}
+        fn = tc.get("function") or _NO_FIELDS
+        if not isinstance(fn, dict):
+            raise self._malformed("a tool call's function", "an object")
+        call = self._call_for(tc, fn)
         name = fn.get("name")
         if isinstance(name, str) and name and name != call.name:
             if call.item is not None:
@@ -458,9 +543,11 @@ class StreamTranslator:
                     f"{self._upstream} renamed tool call {call.item.call_id} mid-stream",
                 )
             call.name += name
-        signature = ((tc.get("extra_content") or {}).get("google") or {}).get("thought_signature")
-        if isinstance(signature, str):
-            call.signature = signature  # Gemini (docs/providers.md §1.2)
+        extra = tc.get("extra_content")
+        if extra:
+            signature = self._thought_signature(extra)
+            if signature is not None:
+                call.signature = signature
         args = fn.get("arguments")
         if not isinstance(args, str):
             args = ""
@@ -474,15 +561,30 @@ class StreamTranslator:
             if call.args:
                 call.item.add("".join(call.args))  # what came before the name
 
-    def _call_for(self, tc: Mapping[str, Any]) -> _UpstreamCall:
+    def _thought_signature(self, extra: object) -> str | None:
+        """Gemini's ``extra_content.google.thought_signature`` on a call (docs/providers.md
+        §1.2), or None."""
+        if not isinstance(extra, dict):
+            raise self._malformed("a tool call's extra_content", "an object")
+        google = extra.get("google")
+        if not google:
+            return None
+        if not isinstance(google, dict):
+            raise self._malformed("a tool call's extra_content.google", "an object")
+        signature = google.get("thought_signature")
+        return signature if isinstance(signature, str) else None
+
+    def _call_for(self, tc: dict[str, Any], fn: dict[str, Any]) -> _UpstreamCall:
         index = tc.get("index")
-        upstream_id = tc.get("id") or None
+        upstream_id = tc.get("id")
+        if not upstream_id or not isinstance(upstream_id, str):
+            upstream_id = None  # rule 7: a scalar of another type counts as absent
         if not isinstance(index, int):
             # Gemini sends no index: an id names the call; a delta with neither continues
             # the last call.
             if upstream_id and upstream_id in self._by_upstream_id:
                 return self._by_upstream_id[upstream_id]
-            if not upstream_id and self._calls and not (tc.get("function") or {}).get("name"):
+            if not upstream_id and self._calls and not fn.get("name"):
                 return self._calls[-1]
             return self._new_call(upstream_id, None)
         call = self._by_index.get(index)
@@ -503,6 +605,8 @@ class StreamTranslator:
 
     def _open_call(self, call: _UpstreamCall) -> CallItem:
         self._close_open()
+        if call.signature is not None and self._carrier is not None and not self._unsealed:
+            self._unsealed.append(self._signature_item())  # rule 5: none precedes this call
         call_id = self._client_call_id(call.upstream_id)
         origin = self._ctx.tools.get(call.name)
         index = self._take_index()
@@ -530,9 +634,10 @@ class StreamTranslator:
             return call_id
         return self._new_id("call")
 
-    def _whole_calls(self, truncated: bool) -> list[tuple[CallItem, str, object]]:
-        """Every call that is whole, with its stripped arguments and their JSON value, checked
-        before any call closes (rule 2). Raises ``StreamFailure`` for a call that is not."""
+    def _whole_calls(self, truncated: bool) -> list[tuple[CallItem, str | None, str, object]]:
+        """Every call that is whole: its item, Gemini signature, stripped arguments and their
+        JSON value, checked before any call closes (rule 2). Raises ``StreamFailure`` for a
+        call that is not."""
         whole = []
         for call in self._calls:
             arguments = "".join(call.args).strip()
@@ -554,7 +659,7 @@ class StreamTranslator:
                     "not valid JSON",
                 )
             assert call.item is not None  # a call opens as soon as it has a name
-            whole.append((call.item, arguments, parsed))
+            whole.append((call.item, call.signature, arguments, parsed))
         return whole
 
     # ----------------------------------------------------------------- terminal events
@@ -580,8 +685,8 @@ class StreamTranslator:
             return
         self._close_open()
         calls = self._whole_calls(truncated)
-        self._seal_reasoning()
-        for item, arguments, parsed in calls:
+        self._seal_reasoning([(item, signature) for item, signature, _, _ in calls])
+        for item, _, arguments, parsed in calls:
             self._finish(item.output_index, item.close(arguments, parsed))
         if truncated:
             self._terminal("incomplete", {"reason": "max_output_tokens"})
@@ -606,24 +711,32 @@ class StreamTranslator:
         item.open()
         self._finish(index, item.close())
 
-    def _seal_reasoning(self) -> None:
+    def _signature_item(self) -> tuple[ReasoningItem, dict[str, Any]]:
+        """A reasoning item without text, opened and closed, to be sealed like any other."""
+        item = SignatureItem(self._w, self._new_id("rs"), self._take_index())
+        item.open()
+        return item, item.close()
+
+    def _seal_reasoning(self, whole: list[tuple[CallItem, str | None]]) -> None:
         """Seal each reasoning item held back with what the next request must send back: its
-        text, its own provider details and the calls that follow it (rule 5); then send its
-        output_item.done."""
+        text, its own provider details and the whole calls that follow it (rule 5; a call cut
+        by the length limit is never sent, so never named); then send its output_item.done."""
         carrier = self._carrier
-        opened = sorted(
-            ((c.item, c.signature) for c in self._calls if c.item is not None),
-            key=lambda pair: pair[0].output_index,
-        )
-        for n, (reasoning, finished) in enumerate(self._unsealed):
-            assert carrier is not None  # only held back with a carrier
+        if carrier is None:
+            return  # nothing is held back without a carrier
+        opened = sorted(whole, key=lambda pair: pair[0].output_index)
+        held = self._unsealed
+        groups = []
+        for n, (reasoning, finished) in enumerate(held):
             start = reasoning.output_index
-            bound = (
-                self._unsealed[n + 1][0].output_index
-                if n + 1 < len(self._unsealed)
-                else self._opened
-            )
+            bound = held[n + 1][0].output_index if n + 1 < len(held) else self._opened
             calls = [(c, s) for c, s in opened if start < c.output_index < bound]
+            groups.append((reasoning, finished, calls))
+        first = held[0][0].output_index if held else self._opened
+        before = [(c, s) for c, s in opened if c.output_index < first]
+        if any(s for _, s in before):  # signed only after the call opened (rule 5)
+            groups.append((*self._signature_item(), before))
+        for reasoning, finished, calls in groups:
             finished["encrypted_content"] = carrier.seal(
                 ReasoningPayload(
                     text=reasoning.text,
@@ -632,8 +745,8 @@ class StreamTranslator:
                     call_ids=tuple(c.call_id for c, _ in calls),
                 )
             )
-            self._finish(start, finished)
-        self._unsealed.clear()
+            self._finish(reasoning.output_index, finished)
+        held.clear()
 
     def _fail_on(self, error: Exception, what: str) -> None:
         if isinstance(error, StreamFailure | RelayError):

@@ -1,0 +1,373 @@
+"""The relay's configuration: every option read once, when it is set, into one frozen object.
+
+The addon hands ``load_config`` the values of its options (a plain mapping: no mitmproxy here)
+and the environment; what comes back is a ``RelayConfig`` the hooks only read, so no request
+parses an option. Every problem is one ``ConfigError`` line naming the option (or the routes
+file, its table and key): the addon logs it and refuses to start, or, once running, refuses
+the change and keeps the previous configuration (mitmproxy-notes.md §7).
+
+The routes file (``relay_routes``) is the one input that changes under a running relay:
+``RoutesFile`` re-reads it when its modification time, size or inode changes. A valid change
+applies to the requests that follow; an invalid one keeps the table in use and is reported
+once (the same broken file is not re-parsed, nor reported, until it changes again).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .core.bounds import Limits
+from .core.profiles import PROFILES
+from .core.routes import (
+    RoutesError,
+    RouteTable,
+    named_profile,
+    parse_model_map,
+    parse_routes,
+    single_upstream_table,
+    unserved,
+)
+from .core.routing import DEFAULT_HOSTS, InterceptRule
+
+REASONING_MODES = ("summary", "raw", "hidden")
+# The single-upstream options a routes file overrides (the start line names those set).
+SINGLE_UPSTREAM_OPTIONS = (
+    "relay_upstream",
+    "relay_model",
+    "relay_model_map",
+    "relay_profile",
+    "relay_api_key_env",
+)
+DEFAULT_KEY_ENV = "CODEX_RELAY_API_KEY"  # relay_api_key_env's default
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One mitmproxy option of the relay: ``loader.add_option(name, typespec, default, help)``."""
+
+    name: str
+    typespec: Any
+    default: Any
+    help: str
+
+
+# Every relay option, declared once (the addon's ``load`` adds them in this order).
+OPTION_SPECS = (
+    OptionSpec(
+        "relay_routes",
+        str,
+        "",
+        "Path of a routes file (TOML): providers, model names and fallbacks (README: The "
+        "routes file). Set, it overrides relay_upstream, relay_model, relay_model_map, "
+        "relay_profile and relay_api_key_env.",
+    ),
+    OptionSpec(
+        "relay_upstream",
+        str,
+        os.environ.get("CODEX_RELAY_UPSTREAM", ""),
+        "Chat Completions base URL of the one upstream, e.g. https://api.deepseek.com/v1 "
+        "(default: $CODEX_RELAY_UPSTREAM); shorthand for a one-provider routes file.",
+    ),
+    OptionSpec(
+        "relay_api_key_env",
+        str,
+        DEFAULT_KEY_ENV,
+        "Name of the environment variable holding relay_upstream's API key. The key itself is "
+        "never an option, so it never appears on a command line or in a saved config.",
+    ),
+    OptionSpec(
+        "relay_model",
+        str,
+        "",
+        "Upstream model for requests whose model is not mapped by relay_model_map (an "
+        "unmodified Codex sends gpt-5.5). Empty: the client's model is sent as is.",
+    ),
+    OptionSpec(
+        "relay_model_map",
+        Sequence[str],
+        [],
+        "Model mappings client=upstream, e.g. gpt-5.5=deepseek-chat.",
+    ),
+    OptionSpec(
+        "relay_profile",
+        str,
+        "",
+        f"relay_upstream's provider profile ({', '.join(sorted(PROFILES))}); empty: guessed "
+        "from its host, else generic.",
+    ),
+    OptionSpec(
+        "relay_hosts",
+        Sequence[str],
+        list(DEFAULT_HOSTS),
+        "In proxy modes, host/path prefixes whose /responses endpoint is relayed.",
+    ),
+    OptionSpec(
+        "relay_reasoning",
+        str,
+        "summary",
+        "How upstream reasoning is shown to Codex: summary | raw | hidden.",
+    ),
+    OptionSpec(
+        "relay_timeout",
+        int,
+        300,
+        "Seconds the upstream may stay silent (connecting, before its headers, or between "
+        "stream chunks) before the relay gives up on it; Codex then retries.",
+    ),
+    OptionSpec(
+        "relay_keepalive",
+        int,
+        10,
+        "Seconds of upstream silence after which the client is sent a sign of life "
+        "(response.in_progress), so its idle timeout does not fire while a model thinks.",
+    ),
+    OptionSpec(
+        "relay_retry_wait",
+        int,
+        2,
+        "Seconds: an upstream 429 whose Retry-After is at most this long is retried on the "
+        "same provider after that delay, before any fallback; 0 never waits.",
+    ),
+    OptionSpec(
+        "relay_state",
+        str,
+        "sqlite",
+        "Where conversations for previous_response_id are kept: sqlite (a file in the "
+        "confdir; survives restarts), sqlite:///path, memory, or redis://host:port/db "
+        "(shared by several relays).",
+    ),
+    OptionSpec(
+        "relay_history_entries",
+        int,
+        Limits().max_entries,
+        "Conversations kept for previous_response_id (least recently used evicted first).",
+    ),
+    OptionSpec(
+        "relay_history_mb",
+        int,
+        Limits().max_bytes // (1024 * 1024),
+        "Megabytes of conversations kept for previous_response_id.",
+    ),
+    OptionSpec(
+        "relay_history_ttl",
+        int,
+        int(Limits().ttl_s),
+        "Seconds a conversation is kept for previous_response_id.",
+    ),
+)
+# What ``load_config`` reads: the relay's options and mitmproxy's confdir.
+OPTIONS = (*(o.name for o in OPTION_SPECS), "confdir")
+
+
+class ConfigError(ValueError):
+    """A configuration the relay cannot run with; ``str()`` is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where conversations and kept reasoning live (``relay_state``) and their bounds."""
+
+    url: str
+    limits: Limits
+    confdir: Path
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Everything the hooks read.
+
+    routes:       the table in force at start (None: nowhere to relay to); with
+                  ``routes_file`` set, its ``table`` supersedes it as the file changes.
+    ignored:      single-upstream options that are set but overridden by ``relay_routes``.
+    """
+
+    routes: RouteTable | None
+    routes_file: RoutesFile | None
+    ignored: tuple[str, ...]
+    reasoning_mode: str
+    rules: tuple[InterceptRule, ...]
+    timeout_s: float
+    keepalive_s: float
+    retry_wait_s: float
+    state: StateConfig
+
+
+def load_config(options: Mapping[str, Any], env: Mapping[str, str]) -> RelayConfig:
+    """The configuration the options describe. ``options`` maps every relay option (and
+    ``confdir``) to its value. Raises ``ConfigError``."""
+    mode = options["relay_reasoning"]
+    if mode not in REASONING_MODES:
+        raise ConfigError(
+            f"relay_reasoning must be one of {', '.join(REASONING_MODES)}, got {mode!r}"
+        )
+    for name in ("relay_timeout", "relay_keepalive"):
+        if options[name] <= 0:
+            raise ConfigError(f"{name} must be a positive number of seconds")
+    if options["relay_retry_wait"] < 0:
+        raise ConfigError("relay_retry_wait must be 0 (never wait) or a number of seconds")
+    try:
+        rules = tuple(InterceptRule.parse(s) for s in options["relay_hosts"])
+    except ValueError as e:
+        raise ConfigError(f"relay_hosts: {e}") from e
+    routes, routes_file, ignored = _routes(options, env)
+    return RelayConfig(
+        routes=routes,
+        routes_file=routes_file,
+        ignored=ignored,
+        reasoning_mode=mode,
+        rules=rules,
+        timeout_s=float(options["relay_timeout"]),
+        keepalive_s=float(options["relay_keepalive"]),
+        retry_wait_s=float(options["relay_retry_wait"]),
+        state=_state(options),
+    )
+
+
+def _routes(
+    options: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[RouteTable | None, RoutesFile | None, tuple[str, ...]]:
+    try:  # checked even when unused, so a typo is seen at once
+        named_profile(options["relay_profile"])
+        parse_model_map(options["relay_model_map"])
+    except RoutesError as e:
+        raise ConfigError(str(e)) from e
+    path = options["relay_routes"]
+    if path:
+        routes_file = RoutesFile(Path(path).expanduser(), env)
+        ignored = tuple(name for name in SINGLE_UPSTREAM_OPTIONS if _is_set(name, options[name]))
+        return routes_file.table, routes_file, ignored
+    if not options["relay_upstream"]:
+        return None, None, ()
+    try:
+        table = single_upstream_table(
+            base_url=options["relay_upstream"],
+            api_key_env=options["relay_api_key_env"],
+            model=options["relay_model"],
+            model_map=options["relay_model_map"],
+            profile=options["relay_profile"],
+            env=env,
+        )
+    except RoutesError as e:
+        raise ConfigError(str(e)) from e
+    return table, None, ()
+
+
+def _is_set(name: str, value: Any) -> bool:
+    if name == "relay_api_key_env":
+        return value != DEFAULT_KEY_ENV
+    return bool(value)
+
+
+def _state(options: Mapping[str, Any]) -> StateConfig:
+    entries, mb, ttl = (
+        options["relay_history_entries"],
+        options["relay_history_mb"],
+        options["relay_history_ttl"],
+    )
+    if min(entries, mb, ttl) <= 0:
+        raise ConfigError("relay_history_* options must be positive")
+    return StateConfig(
+        options["relay_state"],
+        Limits(entries, mb * 1024 * 1024, float(ttl)),
+        Path(options["confdir"]).expanduser(),
+    )
+
+
+# ---------------------------------------------------------------------- the routes file
+
+
+def _signature(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+class RoutesFile:
+    """A routes file and the table it holds. Building one reads and checks the file (raises
+    ``ConfigError``); ``check()`` re-reads it when it changed since."""
+
+    def __init__(
+        self,
+        path: Path,
+        env: Mapping[str, str],
+        *,
+        stat: Callable[[Path], os.stat_result] = os.stat,
+    ) -> None:
+        self.path = path
+        self._env = env
+        self._stat = stat
+        try:
+            self._seen: object = _signature(stat(path))
+            self.table = self._read()
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from e
+        except RoutesError as e:
+            raise ConfigError(str(e)) from e
+
+    def _read(self) -> RouteTable:
+        table = parse_routes(self.path.read_bytes(), source=str(self.path), env=self._env)
+        error = unserved(table)
+        if error is not None:
+            raise error
+        return table
+
+    def check(self) -> tuple[RouteTable | None, str | None]:
+        """``(table, None)`` when the file changed and its new table is in force now;
+        ``(None, why)`` when it changed but cannot be used (the old table stays; said once
+        per change); ``(None, None)`` when nothing changed."""
+        try:
+            seen = _signature(self._stat(self.path))
+        except OSError as e:
+            return self._refuse(("gone", str(e)), f"{self.path}: cannot be read ({e.strerror})")
+        if seen == self._seen:
+            return None, None
+        self._seen = seen
+        try:
+            self.table = self._read()
+        except OSError as e:
+            return None, f"{self.path}: cannot be read ({e.strerror or e})"
+        except RoutesError as e:
+            return None, str(e)
+        return self.table, None
+
+    def _refuse(self, seen: object, why: str) -> tuple[None, str | None]:
+        if seen == self._seen:
+            return None, None
+        self._seen = seen
+        return None, why
+
+
+# ---------------------------------------------------------------------- the start line
+
+
+def table_line(table: RouteTable) -> str:
+    """Providers (URL, profile, key variable and whether it is set: never the key) and what
+    each model name goes to."""
+    providers = "; ".join(
+        f"{p.name} = {p.base_url} (profile {p.profile.name}, "
+        + (
+            f"key ${p.api_key_env} {'set' if p.api_key else 'MISSING'})"
+            if p.api_key_env
+            else "no key)"
+        )
+        for p in table.providers.values()
+    )
+    models = ", ".join(
+        f"{m.name} -> {m.provider}:{m.upstream_model or ('(as asked)' if m.is_glob else m.name)}"
+        + (f" (then {', '.join(m.fallbacks)})" if m.fallbacks else "")
+        for m in table.models.values()
+    )
+    default = f"; default {table.default_model}" if table.default_model else ""
+    return f"providers {providers}; models {models}{default}"
+
+
+def start_line(config: RelayConfig) -> str:
+    table = config.routes
+    assert table is not None
+    source = str(config.routes_file.path) if config.routes_file else table.source
+    line = f"routes from {source}: {table_line(table)}"
+    if config.ignored:
+        line += f"; {', '.join(config.ignored)} ignored (relay_routes is set)"
+    return line

@@ -1,0 +1,130 @@
+"""Connections to upstreams: opened as mitmproxy would open them, kept alive and reused.
+
+- TLS is verified with the context the relay builds from mitmproxy's upstream trust options
+  (``ssl_verify_upstream_trusted_ca``/``_confdir``, ``ssl_insecure``); SNI is the upstream's
+  host (docs/mitmproxy-notes.md §2).
+- Through ``--mode upstream:http://proxy`` an https upstream is reached by ``CONNECT`` (framed
+  by h11) and TLS inside the tunnel; a plain http upstream by absolute-form requests to the
+  proxy, as mitmproxy itself does (docs/mitmproxy-notes.md §2, "Corporate proxy").
+- A connection whose answer ended cleanly goes back to the pool of its origin (scheme, host,
+  port, proxy); one idle for ``POOL_IDLE_S`` or closed by the upstream is not reused. At most
+  ``MAX_IDLE_PER_ORIGIN`` idle connections are kept per origin, the oldest closed first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from .clock import Clock
+from .connection import LinkFailure, UpstreamConnection
+
+POOL_IDLE_S = 30.0  # an idle upstream connection older than this is not reused
+MAX_IDLE_PER_ORIGIN = 16  # idle connections kept per origin
+DRAIN_S = 5.0  # the rest of an answer nobody needs is awaited this long for reuse, then cut
+
+
+class ConnectionPool:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._idle: dict[tuple[Any, ...], list[UpstreamConnection]] = {}
+
+    async def connect(
+        self,
+        url: urllib.parse.SplitResult,
+        *,
+        tls: Callable[[], ssl.SSLContext],
+        proxy: tuple[str, int] | None,
+        fresh: bool = False,
+    ) -> tuple[UpstreamConnection, bool]:
+        """A connection to ``url``'s origin: an idle pooled one unless ``fresh`` (second value
+        True), else a new one. Raises ``LinkFailure`` (``connect``, ``tls``)."""
+        key = (url.scheme, url.hostname, url.port, proxy)
+        if not fresh:
+            idle = self._idle.get(key, [])
+            now = self.clock.now()
+            while idle:
+                conn = idle.pop()
+                if conn.reusable and now - conn.idle_since < POOL_IDLE_S:
+                    return conn, True
+                conn.close()
+        return await self._open(url, key, tls() if url.scheme == "https" else None, proxy), False
+
+    async def _open(
+        self,
+        url: urllib.parse.SplitResult,
+        key: tuple[Any, ...],
+        tls: ssl.SSLContext | None,
+        proxy: tuple[str, int] | None,
+    ) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        host = url.hostname or ""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        conn = UpstreamConnection(key)
+        conn.on_idle, conn.on_closed = self._release, self._forget
+        try:
+            if proxy is None:
+                await loop.create_connection(
+                    lambda: conn, host, port, ssl=tls, server_hostname=host if tls else None
+                )
+            else:
+                await loop.create_connection(lambda: conn, *proxy)
+                if tls is None:
+                    conn.absolute_form = True
+                else:
+                    await _tunnel(conn, host, port)
+                    assert conn.transport is not None
+                    conn.tunnelled(
+                        await loop.start_tls(conn.transport, conn, tls, server_hostname=host)
+                    )
+        except ssl.SSLError as e:
+            conn.abort()
+            raise LinkFailure("tls", str(e)) from e
+        except OSError as e:
+            conn.abort()
+            raise LinkFailure("connect", str(e) or type(e).__name__) from e
+        except BaseException:  # a timeout's cancellation, a refused CONNECT
+            conn.abort()
+            raise
+        return conn
+
+    def drain(self, conn: UpstreamConnection) -> None:
+        """Read the rest of an answer nobody needs, then reuse the connection; give up on it
+        after ``DRAIN_S``."""
+        request = conn.requests
+        if conn.discard_body() and conn not in self._idle.get(conn.key, ()):
+            self.clock.call_at(self.clock.now() + DRAIN_S, lambda: self._drained(conn, request))
+
+    def _drained(self, conn: UpstreamConnection, request: int) -> None:
+        if conn.requests == request and conn not in self._idle.get(conn.key, ()):
+            conn.abort()  # still the same answer, still not at its end
+
+    def _release(self, conn: UpstreamConnection) -> None:
+        conn.idle_since = self.clock.now()
+        idle = self._idle.setdefault(conn.key, [])
+        idle.append(conn)
+        while len(idle) > MAX_IDLE_PER_ORIGIN:
+            idle.pop(0).close()
+
+    def _forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.key)
+        if idle is not None and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+
+async def _tunnel(conn: UpstreamConnection, host: str, port: int) -> None:
+    """``CONNECT host:port`` through the proxy ``conn`` is connected to; returns once the tunnel
+    is open. Raises ``LinkFailure("connect")`` when the proxy refuses."""
+    authority = f"{host}:{port}".encode()
+    status, _ = await conn.send("CONNECT", authority.decode(), [(b"host", authority)], b"")
+    if not 200 <= status < 300:
+        raise LinkFailure("connect", f"the upstream proxy refused CONNECT with {status}")
