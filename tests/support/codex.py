@@ -56,6 +56,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CODEX_VERSIONS = ("0.171.0", "0.169.0")
 BIN_VAR = "MITMRELAY_CODEX_BIN"  # an explicit binary (set by the codex_version fixture)
 _current: list[str] = [CODEX_VERSIONS[0]]  # the version a harness without version= runs
+# The newest release's launcher, for code that needs one fixed binary (reading Codex's bundled
+# catalog); scripts/setup also links it at the old single-version path .codex-cli/node_modules.
+CODEX_BIN = ROOT / ".codex-cli" / CODEX_VERSIONS[0] / "node_modules" / ".bin" / "codex"
 # Not /tmp (contract §14); ignored by git.
 HOMES_ROOT = ROOT / ".pytest-codex"
 
