@@ -120,6 +120,9 @@ class Usage:
         if self._refusal is not None:
             logger.error("mitmrelay: %s", self._refusal)
             return
+        configured, _ = self.status()
+        if not configured:
+            return  # the relay said why it cannot start; its one line is the one that matters
         metrics = f"{self.server.url}/metrics and /healthz" if self.server else "off"
         logger.info("mitmrelay: usage ledger %s; metrics %s", self._ledger_at, metrics)
 

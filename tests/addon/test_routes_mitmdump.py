@@ -346,9 +346,11 @@ BAD_FILES = {
 @pytest.fixture(scope="module")
 def bad_starts(tmp_path_factory) -> dict[str, subprocess.CompletedProcess[str]]:
     """mitmdump started on each bad file, all at once (each takes a second or two)."""
+    # Folders made here, before the threads: pytest's mktemp is not thread-safe.
+    dirs = {case: tmp_path_factory.mktemp(case) for case in BAD_FILES}
 
     def start(case: str) -> subprocess.CompletedProcess[str]:
-        d = tmp_path_factory.mktemp(case)
+        d = dirs[case]
         content, _ = BAD_FILES[case]
         path = d / "routes.toml"
         if content is not None:
