@@ -464,22 +464,7 @@ def test_a_relay_restart_mid_stream_never_reports_completion(stop, tmp_path):
 FORGED = "INJECTED-LINE relay 00000000: gpt-5.5 -> x completed"
 
 
-@pytest.mark.parametrize(
-    "where",
-    [
-        "error-status",
-        pytest.param(
-            "error-in-stream",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="addon.py's per-exchange INFO line ends with the failed response's "
-                "error message as the upstream wrote it ('(code: message)' via %s): CR/LF in "
-                "an upstream's mid-stream error payload start new, forged log lines; the line "
-                "must escape control characters (e.g. %r, or replace CR/LF)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("where", ["error-status", "error-in-stream"])
 def test_an_upstream_error_message_cannot_forge_a_log_line(where, scripted, relay):
     payload = {"error": {"message": f"bad request\r\n{FORGED}\n{FORGED}", "type": "x"}}
     if where == "error-status":

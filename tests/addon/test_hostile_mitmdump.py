@@ -167,12 +167,6 @@ def test_a_64_mb_image_body_costs_the_relay_at_most_3x_its_size(tmp_path):
     assert ratio <= 3.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="keyfile.py refuses the key in one line, but addon.py re-raises it as OptionsError "
-    "from configure, which mitmproxy's script loader logs with its traceback "
-    "(mitmproxy/addons/script.py script_error_handler): the addon must log the line at ERROR",
-)
 def test_a_key_file_open_to_others_stops_the_relay_with_one_line(tmp_path):
     key_file = tmp_path / KEY_FILE
     key_file.write_text("00" * 32 + "\n")

@@ -24,6 +24,10 @@ def _size(obj: object, *names: str) -> int | None:
     return len(obj)  # type: ignore[arg-type]
 
 
+def _first(*sizes: int | None) -> int | None:
+    return next((s for s in sizes if s is not None), None)
+
+
 class Introspect:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.path != PATH:
@@ -32,7 +36,8 @@ class Introspect:
         state = {
             "tasks": len(asyncio.all_tasks()),
             "fds": len(os.listdir("/proc/self/fd")),
-            "exchanges": _size(relay, "exchanges"),
+            # The relay's per-flow table: "flights" since the routing rebuild ("exchanges" before).
+            "exchanges": _first(_size(relay, "flights"), _size(relay, "exchanges")),
             "link_jobs": _size(relay, "link", "_jobs"),
         }
         flow.response = http.Response.make(
