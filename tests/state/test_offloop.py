@@ -375,13 +375,6 @@ def test_an_unusable_store_at_start_is_one_line_without_secrets(url, expected, t
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="addon.py re-raises open_store's ValueError as OptionsError from configure, and "
-    "mitmproxy's script loader logs any exception from configure with its traceback "
-    "(mitmproxy/addons/script.py script_error_handler): the addon must log open_store's one "
-    "line at ERROR (which makes mitmdump exit) instead of raising",
-)
 def test_an_unreachable_store_at_start_is_one_line_through_mitmdump(tmp_path):
     relay = MitmRelay(
         tmp_path, "http://127.0.0.1:9/v1", options={"relay_state": "redis://:hunter2@127.0.0.1:1/0"}
