@@ -3,7 +3,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from support.codex import CODEX_BIN, codex_available
+from support.codex import CODEX_BIN
 
 from mitmrelay.cli import codex_config, main, mitmproxy_argv
 
@@ -64,7 +64,7 @@ def test_codex_config_mentions_proxy_mode():
     assert "CODEX_CA_CERTIFICATE=" in codex_config(args)
 
 
-@pytest.mark.skipif(not codex_available(), reason="the pinned Codex CLI is not installed")
+@pytest.mark.requires("codex")
 def test_codex_config_writes_the_catalog_from_codexs_own_bundled_one(tmp_path, capsys):
     routes = tmp_path / "routes.toml"
     routes.write_text(ROUTES)

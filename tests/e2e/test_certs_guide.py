@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.codex import CLIENT_KEY, CodexHarness, codex_available
+from support.codex import CLIENT_KEY, CodexHarness
 from support.fake_upstream import FakeUpstream, text
 from support.mitm import MitmRelay
 
@@ -130,7 +130,7 @@ def proxy_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MitmRelay]
         yield relay
 
 
-@pytest.mark.skipif(not Path(UPDATE_CA).exists(), reason="update-ca-certificates not installed")
+@pytest.mark.requires("update-ca-certificates")
 def test_debian_install_then_remove_as_the_guide_says(
     proxy_relay: MitmRelay, tmp_path: Path
 ) -> None:
@@ -167,7 +167,6 @@ def test_guide_names_only_the_public_certificate_for_clients() -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not codex_available(), reason="Codex CLI 0.169.0 not installed")
 def test_codex_only_trust_with_ssl_cert_file(proxy_relay: MitmRelay) -> None:
     up: FakeUpstream = proxy_relay.upstream  # type: ignore[attr-defined]
     up.requests.clear()

@@ -1,4 +1,5 @@
-"""The real Codex CLI 0.169.0 doing real tasks through a real ``mitmdump`` running the relay.
+"""The real Codex CLI (each pinned release) doing real tasks through a real ``mitmdump``
+running the relay.
 
 Issue 6 §2, cases a–j. Only the Chat upstream is fake (``support.fake_upstream``): it records
 every request, so each case asserts both the effect Codex produced (a file on disk, the final
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.codex import CLIENT_KEY, CodexHarness, McpServer, codex_available, scrubbed_env
+from support.codex import CLIENT_KEY, CodexHarness, McpServer, scrubbed_env
 from support.fake_upstream import (
     DEEPSEEK_MISSING_REASONING,
     FakeUpstream,
@@ -35,13 +36,8 @@ from support.fake_upstream import (
 )
 from support.mitm import MitmRelay
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not codex_available(),
-        reason="Codex CLI 0.169.0 not installed (run scripts/setup; needs node/npm)",
-    ),
-]
+# e2e: once per pinned Codex release, each required (tests/conftest.py).
+pytestmark = [pytest.mark.e2e]
 
 RELAY_KEY = "sk-relay-upstream-key"
 MCP_SERVER = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"

@@ -13,14 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.codex import CodexHarness, codex_available
+from support.codex import CodexHarness
 from support.fake_upstream import FakeUpstream, Reply
 from support.mitm import MitmRelay
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not codex_available(), reason="Codex CLI 0.169.0 not installed"),
-]
+pytestmark = [pytest.mark.e2e]
 
 SILENCE_S = 6.0  # twice Codex's idle timeout below
 IDLE_TIMEOUT_MS = 3000

@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.codex import codex_available, scrubbed_env
+from support.codex import scrubbed_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not codex_available(), reason="Codex CLI 0.169.0 not installed")
 def test_demo_creates_and_runs_the_program() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "demo")],

@@ -21,8 +21,6 @@ site on the same address): whatever the relay does not take must reach it untouc
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import re
 import secrets
 from collections.abc import Iterator
@@ -39,7 +37,6 @@ from support.netredirect import (
     NetNamespace,
     Origin,
     WireGuardDevice,
-    missing_tools,
     named_thread,
     pinned_client,
     redirect_tcp,
@@ -51,23 +48,7 @@ RELAY_KEY = "sk-relay"
 NAMES = ["api.openai.com", "other.example"]  # both served by the origin at the pinned address
 
 
-def _namespaces_available() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, netfilter, TUN devices)"
-    if missing_tools("ip"):
-        return "needs iproute2's ip (apt-get install iproute2)"
-    try:
-        NetNamespace().close()
-    except OSError as e:
-        return f"cannot create a network namespace here: {e}"
-    return None
-
-
-_NO_NAMESPACES = _namespaces_available()
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(_NO_NAMESPACES is not None, reason=_NO_NAMESPACES or ""),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.requires("netns")]
 
 
 def relay_options(origin: Origin) -> dict[str, str]:
@@ -156,9 +137,7 @@ def client_connected_from(relay: MitmRelay, address: str) -> bool:
 # ---------------------------------------------------------------------- transparent
 
 
-@pytest.mark.skipif(
-    bool(missing_tools("iptables")), reason="needs iptables (scripts/test installs it)"
-)
+@pytest.mark.requires("iptables")
 def test_transparent_mode(tmp_path):
     client_address, openai_address = "127.0.0.5", "127.0.0.2"
     with NetNamespace() as ns, ns.inside():
@@ -176,10 +155,7 @@ def test_transparent_mode(tmp_path):
 # ---------------------------------------------------------------------- wireguard
 
 
-@pytest.mark.skipif(
-    bool(missing_tools("wireguard-go")), reason="needs wireguard-go (scripts/test installs it)"
-)
-@pytest.mark.skipif(not Path("/dev/net/tun").exists(), reason="needs /dev/net/tun (CONFIG_TUN)")
+@pytest.mark.requires("wireguard-go", "/dev/net/tun")
 def test_wireguard_mode(tmp_path):
     openai_address = "198.18.0.7"  # benchmarking range: never a real host
     with NetNamespace() as proxy_ns, NetNamespace() as device_ns, proxy_ns.inside():
@@ -199,21 +175,8 @@ def test_wireguard_mode(tmp_path):
 # ---------------------------------------------------------------------- local
 
 
-def _local_mode_unavailable() -> str | None:
-    if missing_tools("sudo"):
-        return "needs sudo: mitmproxy starts its redirector through it (scripts/test installs it)"
-    if "cgroup2" not in Path("/proc/filesystems").read_text():
-        return "needs a kernel with cgroup2"
-    release = tuple(int(p) for p in platform.release().split(".")[:2] if p.isdigit())
-    if release < (6, 8):
-        return f"needs Linux >= 6.8 for mitmproxy's eBPF redirector (this is {platform.release()})"
-    return None
-
-
-_NO_LOCAL = _local_mode_unavailable()
-
-
-@pytest.mark.skipif(_NO_LOCAL is not None, reason=_NO_LOCAL or "")
+# sudo: mitmproxy starts its redirector through it.
+@pytest.mark.requires("sudo", "local-mode")
 def test_local_mode(tmp_path):
     openai_address = "198.18.0.7"
     process = f"mrl{secrets.token_hex(4)}"  # a name no other process on the machine has

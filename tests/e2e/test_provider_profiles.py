@@ -24,20 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.codex import CodexHarness, CodexRun, codex_available
+from support.codex import CodexHarness, CodexRun
 from support.fake_upstream import FakeUpstream, Reply, text, tool_call
 from support.mitm import MitmRelay
 from support.strict_providers import FAMILIES, call_id
 
 from mitmrelay.core.request import IMAGE_OMITTED
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not codex_available(),
-        reason="Codex CLI 0.169.0 not installed (run scripts/setup; needs node/npm)",
-    ),
-]
+# e2e: once per pinned Codex release, each required (tests/conftest.py).
+pytestmark = [pytest.mark.e2e]
 
 KEY = "sk-relay-profile-key"
 # A valid 1x1 PNG: Codex reads the file and sends it as a data URL.

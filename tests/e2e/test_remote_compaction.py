@@ -13,16 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
-from support.codex import CodexHarness, codex_available
+from support.codex import CodexHarness
 from support.fake_upstream import FakeUpstream, Reply, tool_call
 from support.mitm import MitmRelay
 
 from mitmrelay.core.compaction import COMPACTION_PROMPT, SUMMARY_PREFIX
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not codex_available(), reason="Codex CLI 0.169.0 not installed"),
-]
+pytestmark = [pytest.mark.e2e]
 BIG = {"prompt_tokens": 250_000, "completion_tokens": 10, "total_tokens": 250_010}
 
 

@@ -19,19 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.codex import CLIENT_KEY, CODEX_BIN, CodexHarness, codex_available, scrubbed_env
+from support.codex import CLIENT_KEY, CODEX_BIN, CodexHarness, scrubbed_env
 from support.fake_upstream import FakeUpstream, Reply, error, text, tool_call
 from support.mitm import MitmRelay
 
 from mitmrelay.core.request import IMAGE_OMITTED
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not codex_available(),
-        reason="Codex CLI 0.169.0 not installed (run scripts/setup; needs node/npm)",
-    ),
-]
+# e2e: once per pinned Codex release, each required (tests/conftest.py).
+pytestmark = [pytest.mark.e2e]
 
 ALPHA_KEY = "sk-alpha-routing-e2e-key"
 BETA_KEY = "sk-beta-routing-e2e-key"

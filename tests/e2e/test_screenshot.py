@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support.codex import codex_available, scrubbed_env
+from support.codex import CODEX_VERSIONS, scrubbed_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not codex_available(), reason="Codex CLI 0.169.0 not installed")
-@pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="chromium not installed (apt-get install -y chromium)",
-)
+# A picture of mitmweb for the README: the newest Codex is enough.
+@pytest.mark.codex_versions(CODEX_VERSIONS[0])
+@pytest.mark.requires("chromium")
 def test_screenshot_of_mitmweb(tmp_path: Path) -> None:
     out = tmp_path / "mitmweb.png"
     proc = subprocess.run(

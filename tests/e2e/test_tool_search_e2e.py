@@ -21,18 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-from support.codex import KEY_VAR, CodexHarness, McpServer, codex_available
+from support.codex import KEY_VAR, CodexHarness, McpServer
 from support.fake_upstream import FakeUpstream, Reply, text, tool_call
 from support.mitm import MitmRelay
 from support.mitmweb import MitmWeb
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not codex_available(),
-        reason="Codex CLI 0.169.0 not installed (run scripts/setup; needs node/npm)",
-    ),
-]
+# e2e: once per pinned Codex release, each required (tests/conftest.py).
+pytestmark = [pytest.mark.e2e]
 
 RELAY_KEY = "sk-relay-upstream-key-tool-search"
 MCP_SERVER = Path(__file__).resolve().parents[1] / "support" / "mcp_server.py"

@@ -1,4 +1,21 @@
-"""Drive the real, pinned Codex CLI (0.169.0) in tests, the way codex-contract.md §14 verified.
+"""Drive the real, pinned Codex CLIs in tests, the way docs/codex-contract.md §14 verified.
+
+Two versions, every e2e case against each:
+- ``CODEX_VERSIONS`` lists the pinned releases, newest first (``scripts/setup`` installs each
+  into ``.codex-cli/<version>/``). The newest is what users get; the previous pin stays so a
+  Codex upgrade that breaks the relay is caught (docs/codex-contract.md §15 compared them).
+- Every test marked ``e2e`` runs once per version, with no change to the test:
+  ``tests/conftest.py`` parametrises it with the ``codex_version`` fixture (ids
+  ``[codex-0.171.0]``, ``[codex-0.169.0]``), which makes that version *current*
+  (``use_version``) for the test's duration. ``CodexHarness()`` built without ``version=``
+  runs the current version, as does ``codex_bin()``; a subprocess that starts Codex itself
+  (``scripts/demo``, ``scripts/screenshot``) gets it through ``MITMRELAY_CODEX_BIN``, which
+  the fixture sets too. A test that needs one particular version passes ``version=``; a test
+  meaningful for one version only is marked ``@pytest.mark.codex_versions("0.171.0")``.
+  The version is looked up when a harness runs Codex, not when it is built, so a harness from
+  a module-scoped fixture runs each test's version too.
+- ``tests/conftest.py``'s ``require("codex")`` makes a missing version a skip locally and a
+  failure naming it under CI.
 
 Strategy and invariants:
 - Every ``CodexHarness`` owns a fresh ``CODEX_HOME`` (its own ``config.toml``) and ``HOME``. They
@@ -29,15 +46,19 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-CODEX_BIN = Path(
-    os.environ.get("MITMRELAY_CODEX_BIN", ROOT / ".codex-cli" / "node_modules" / ".bin" / "codex")
-)
+# Newest first; keep in step with CODEX_VERSIONS in scripts/setup.
+CODEX_VERSIONS = ("0.171.0", "0.169.0")
+BIN_VAR = "MITMRELAY_CODEX_BIN"  # an explicit binary (set by the codex_version fixture)
+_current: list[str] = [CODEX_VERSIONS[0]]  # the version a harness without version= runs
+# The newest release's launcher, for code that needs one fixed binary (reading Codex's bundled
+# catalog); scripts/setup also links it at the old single-version path .codex-cli/node_modules.
+CODEX_BIN = ROOT / ".codex-cli" / CODEX_VERSIONS[0] / "node_modules" / ".bin" / "codex"
 # Not /tmp (contract §14); ignored by git.
 HOMES_ROOT = ROOT / ".pytest-codex"
 
@@ -49,8 +70,44 @@ _SCRUB_PREFIXES = ("OPENAI_", "CODEX_", "AZURE_OPENAI", "ANTHROPIC_", "DEEPSEEK_
 _SCRUB_EXACT = {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
 
 
-def codex_available() -> bool:
-    return CODEX_BIN.exists() and os.access(CODEX_BIN, os.X_OK)
+def codex_bin(version: str | None = None) -> Path:
+    """The launcher of ``version`` (default: the current one, or ``$MITMRELAY_CODEX_BIN``
+    when a parent process chose the binary)."""
+    if version is None:
+        explicit = os.environ.get(BIN_VAR)
+        if explicit:
+            return Path(explicit)
+        version = _current[0]
+    return ROOT / ".codex-cli" / version / "node_modules" / ".bin" / "codex"
+
+
+def codex_available(version: str | None = None) -> bool:
+    path = codex_bin(version)
+    return path.exists() and os.access(path, os.X_OK)
+
+
+def current_version() -> str:
+    return _current[0]
+
+
+@contextlib.contextmanager
+def use_version(version: str) -> Iterator[Path]:
+    """Make ``version`` current (for harnesses and, through ``MITMRELAY_CODEX_BIN``, for
+    scripts started as subprocesses) until the block ends; yields its binary."""
+    if version not in CODEX_VERSIONS:
+        raise ValueError(f"Codex {version} is not pinned (pinned: {', '.join(CODEX_VERSIONS)})")
+    previous, previous_bin = _current[0], os.environ.get(BIN_VAR)
+    _current[0] = version
+    path = codex_bin(version)
+    os.environ[BIN_VAR] = str(path)
+    try:
+        yield path
+    finally:
+        _current[0] = previous
+        if previous_bin is None:
+            os.environ.pop(BIN_VAR, None)
+        else:
+            os.environ[BIN_VAR] = previous_bin
 
 
 def scrubbed_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -159,6 +216,7 @@ class CodexHarness:
     ``base_url`` set: custom provider ``relay`` at that URL (``model`` is the slug Codex sends).
     ``proxy`` set instead: unmodified Codex, built-in provider, through ``HTTPS_PROXY`` trusting
     ``ca`` via ``ca_var`` (``CODEX_CA_CERTIFICATE`` by default, or ``SSL_CERT_FILE``).
+    ``version``: the Codex release to run (default: the current one, module docstring).
     """
 
     def __init__(
@@ -177,9 +235,11 @@ class CodexHarness:
         config_text: str | None = None,
         extra_env: dict[str, str] | None = None,
         label: str = "codex",
+        version: str | None = None,
     ) -> None:
         if (base_url is None) == (proxy is None) and config_text is None:
             raise ValueError("give exactly one of base_url (custom provider) or proxy")
+        self._version = version  # None: the current version at each run (module docstring)
         self.base = HOMES_ROOT / f"{label}-{uuid.uuid4().hex[:10]}"
         self.home = self.base / "home"
         self.codex_home = self.base / "codex-home"
@@ -196,6 +256,14 @@ class CodexHarness:
             (self.codex_home / "config.toml").write_text(config_text)
         else:
             self._write_config(base_url, *self._config)
+
+    @property
+    def version(self) -> str:
+        return self._version or current_version()
+
+    @property
+    def binary(self) -> Path:
+        return codex_bin(self._version)
 
     def point_at(self, base_url: str) -> None:
         """Re-target the custom provider (a restarted relay listens on a new port 0)."""
@@ -270,7 +338,7 @@ class CodexHarness:
         """``options``: more ``codex exec`` options, e.g. ``["-m", "kimi-k2"]``."""
         out_file = self.base / f"last-message-{len(self.runs)}.txt"
         args = [
-            str(CODEX_BIN),
+            str(self.binary),
             "exec",
             "--skip-git-repo-check",
             "--dangerously-bypass-approvals-and-sandbox",

@@ -21,14 +21,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_redis(directory: Path | str) -> tuple[subprocess.Popen[bytes], str] | None:
-    """A redis-server on a free loopback port, without persistence, answering PING; returns
-    the process and its ``redis://`` URL, or None when redis-server is not installed. Raises
-    RuntimeError when it does not come up within 20 s."""
+def start_redis(
+    directory: Path | str, port: int | None = None
+) -> tuple[subprocess.Popen[bytes], str] | None:
+    """A redis-server on ``port`` (default: a free loopback port), without persistence,
+    answering PING; returns the process and its ``redis://`` URL, or None when redis-server is
+    not installed. Raises RuntimeError when it does not come up within 20 s."""
     binary = shutil.which("redis-server")
     if binary is None:
         return None
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             binary,

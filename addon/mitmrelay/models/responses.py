@@ -26,24 +26,80 @@ tests/core/test_fast_path.py checks that the branches agree.
 
 ``field_path`` turns a pydantic error location into the path a user can find in their request
 (``input[3].content[0].image_url``).
+
+Hostile input is refused here, at the edge, with a 400 naming the field (``parse_request``):
+
+- identifiers (``Identifier``: the model, tool and namespace names, call and item ids,
+  ``previous_response_id``) hold no control characters, no line separators (C0, DEL, C1,
+  U+2028, U+2029): they reach log lines, mitmweb comments, store keys and, once routed, headers,
+  where a CR/LF or NUL would forge a line or a header. Nothing legitimate carries them (OpenAI
+  restricts function names to ``[a-zA-Z0-9_-]``; ids are generated). Checked by
+  pydantic-core's regex in Rust, so the per-item cost stays small on long histories;
+- an image is fetched by the upstream, never by the relay, but a ``file:``, ``ftp:`` or
+  ``gopher:`` URL (or one without a scheme) would make a provider that fetches images do a
+  request no client should be able to ask for: only ``http``, ``https`` and ``data:`` pass
+  (OpenAI's input_image: "A fully qualified URL or base64 encoded image in a data URL", the
+  pinned openai SDK's ``types/responses/response_input_image_param.py``);
+- NaN and Infinity (which the JSON parser accepts) are refused in every float field and in the
+  free-form objects the relay sends on (``JsonObject``: tool parameters, formats, tool_choice,
+  metadata), so the upstream body and the Response echoed to Codex stay strict JSON.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # NaN and Infinity parse from JSON (pydantic-core accepts them) but are not JSON: sent on,
+    # they would make the upstream body, or the Response echoed to Codex, unreadable.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
 
 # Labels of a union's two branches; they appear in error locations (``describe``).
 _FAST, _TOLERANT = "fast", "tolerant"
 _UNKNOWN = "unknown"
 _TAGS: set[str] = set()  # every tolerant tag, for ``field_path``
+
+# Module docstring: no C0 controls, DEL, C1 controls or Unicode line/paragraph separators.
+IDENTIFIER_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+_IDENTIFIER_MESSAGE = "must not contain control characters or line breaks (CR, LF, NUL, ...)"
+IMAGE_URL_SCHEMES = ("http", "https", "data")
+
+
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` if it holds no NaN or Infinity at any depth (module docstring)."""
+    stack: list[Any] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise PydanticCustomError(
+                "finite_number", "must hold only finite numbers (NaN and Infinity are not JSON)"
+            )
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
 def _type_of(tags: dict[str, str], default: str | None) -> Callable[[Any], str]:
@@ -99,8 +155,24 @@ class InputText(_Model):
 class InputImage(_Model):
     type: Literal["input_image"]
     image_url: str | None = None  # a data: URL (codex exec -i) or an http(s) URL
-    file_id: str | None = None
+    file_id: Identifier | None = None
     detail: str | None = None  # "high" from -i, "original" from view_image (contract §5)
+
+    @field_validator("image_url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        scheme, colon, _ = url[:16].partition(":")
+        if colon and scheme.lower() in IMAGE_URL_SCHEMES:
+            return url
+        # Name the scheme, never the URL: it may be megabytes long or carry credentials.
+        shown = repr(scheme[:10]) if colon else "none"
+        raise PydanticCustomError(
+            "image_url_scheme",
+            "must be an http(s) URL or a data: URL (scheme {scheme})",
+            {"scheme": shown},
+        )
 
 
 class OutputText(_Model):
@@ -134,9 +206,9 @@ ContentPart = _union(
 
 class FunctionTool(_Model):
     type: Literal["function"]
-    name: str
+    name: Identifier
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JsonObject | None = None
     strict: bool | None = None
 
 
@@ -145,9 +217,9 @@ class CustomTool(_Model):
     optionally constrained by a grammar (``format: {type: grammar, syntax: lark, …}``)."""
 
     type: Literal["custom"]
-    name: str
+    name: Identifier
     description: str | None = None
-    format: dict[str, Any] | None = None
+    format: JsonObject | None = None
 
 
 class UnknownTool(_Model):
@@ -164,7 +236,7 @@ class NamespaceTool(_Model):
     Codex needs back on each call (contract §6)."""
 
     type: Literal["namespace"]
-    name: str
+    name: Identifier
     description: str | None = None
     tools: list[NestedTool] = Field(default_factory=list)
 
@@ -214,7 +286,7 @@ class MessageItem(_Model):
     type: Literal["message"] = "message"
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[ContentPart]
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class SummaryText(_Model):
@@ -229,7 +301,7 @@ class ReasoningText(_Model):
 
 class ReasoningItem(_Model):
     type: Literal["reasoning"]
-    id: str | None = None
+    id: Identifier | None = None
     summary: list[SummaryText] = Field(default_factory=list)
     content: list[ReasoningText] | None = None
     encrypted_content: str | None = None
@@ -237,34 +309,34 @@ class ReasoningItem(_Model):
 
 class FunctionCallItem(_Model):
     type: Literal["function_call"]
-    call_id: str
-    name: str
+    call_id: Identifier
+    name: Identifier
     arguments: str = ""
-    namespace: str | None = None
-    id: str | None = None
+    namespace: Identifier | None = None
+    id: Identifier | None = None
 
 
 class FunctionCallOutputItem(_Model):
     type: Literal["function_call_output"]
-    call_id: str
+    call_id: Identifier
     output: str | list[ContentPart]
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class CustomToolCallItem(_Model):
     type: Literal["custom_tool_call"]
-    call_id: str
-    name: str
+    call_id: Identifier
+    name: Identifier
     input: str
-    namespace: str | None = None
-    id: str | None = None
+    namespace: Identifier | None = None
+    id: Identifier | None = None
 
 
 class CustomToolCallOutputItem(_Model):
     type: Literal["custom_tool_call_output"]
-    call_id: str
+    call_id: Identifier
     output: str | list[ContentPart]
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class CompactionItem(_Model):
@@ -272,7 +344,7 @@ class CompactionItem(_Model):
 
     type: Literal["compaction"]
     encrypted_content: str | None = None
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class CompactionTriggerItem(_Model):
@@ -285,7 +357,7 @@ class AdditionalToolsItem(_Model):
     type: Literal["additional_tools"]
     tools: list[Tool] = Field(default_factory=list)
     role: str | None = None
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class ToolSearchCallItem(_Model):
@@ -293,11 +365,11 @@ class ToolSearchCallItem(_Model):
     JSON object (``{"query", "limit"}``), not a string; ``call_id`` pairs it with its output."""
 
     type: Literal["tool_search_call"]
-    call_id: str | None = None
+    call_id: Identifier | None = None
     execution: str | None = None
     arguments: Any = None
     status: str | None = None
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class ToolSearchOutputItem(_Model):
@@ -305,11 +377,11 @@ class ToolSearchOutputItem(_Model):
     model may call from then on, although ``tools`` never lists them."""
 
     type: Literal["tool_search_output"]
-    call_id: str | None = None
+    call_id: Identifier | None = None
     execution: str | None = None
     status: str | None = None
     tools: list[Tool] = Field(default_factory=list)
-    id: str | None = None
+    id: Identifier | None = None
 
 
 class UnknownItem(_Model):
@@ -345,16 +417,16 @@ class ReasoningConfig(_Model):
 
 
 class TextConfig(_Model):
-    format: dict[str, Any] | None = None
+    format: JsonObject | None = None
     verbosity: str | None = None
 
 
 class ResponsesRequest(_Model):
-    model: str
+    model: Identifier
     input: str | list[InputItem] = Field(default_factory=list)
     instructions: str | None = None
     tools: list[Tool] | None = None
-    tool_choice: str | dict[str, Any] | None = None
+    tool_choice: str | JsonObject | None = None
     parallel_tool_calls: bool | None = None
     reasoning: ReasoningConfig | None = None
     text: TextConfig | None = None
@@ -365,29 +437,34 @@ class ResponsesRequest(_Model):
     store: bool | None = None
     include: list[str] | None = None
     prompt_cache_key: str | None = None
-    previous_response_id: str | None = None
-    metadata: dict[str, Any] | None = None
-    client_metadata: dict[str, Any] | None = None
+    previous_response_id: Identifier | None = None
+    metadata: JsonObject | None = None
+    client_metadata: JsonObject | None = None
     service_tier: str | None = None
     truncation: str | None = None
     user: str | None = None
 
 
 # Tag names pydantic puts into error locations; they mean nothing to a user.
-_LOC_NOISE = frozenset(_TAGS | {_TOLERANT, "str"})
+_LOC_NOISE = frozenset({_FAST, _TOLERANT, "str"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
-    """``('input', 3, 'message', 'content', 'list[...]', 0, 'input_image', 'image_url')`` ->
-    ``input[3].content[0].image_url``."""
+    """``('input', 3, 'fast', 'message', 'content', 'list[...]', 0, 'input_image', 'image_url')``
+    -> ``input[3].content[0].image_url``. A union's tag comes right after an index or a branch
+    label; elsewhere the same word is a field (``function_call.namespace``)."""
     out = ""
+    after_index = False
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in _LOC_NOISE or "[" in part or part.startswith("function-"):
+            after_index = True
             continue
-        else:
+        if part in _LOC_NOISE or "[" in part or part.startswith("function-"):
+            continue
+        if not (after_index and part in _TAGS):
             out += f".{part}" if out else part
+        after_index = False
     return out or "(body)"
 
 
@@ -403,4 +480,11 @@ def describe(error: ValidationError) -> str:
     first = max(errors, key=lambda e: len(field_path(tuple(e["loc"]))))
     more = len({field_path(tuple(e["loc"])) for e in errors}) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{field_path(tuple(first['loc']))}: {first['msg']}{suffix}"
+    return f"{field_path(tuple(first['loc']))}: {_message(first)}{suffix}"
+
+
+def _message(error: Any) -> str:
+    """pydantic's message, except for our pattern, which would read as line noise."""
+    if error["type"] == "string_pattern_mismatch":
+        return _IDENTIFIER_MESSAGE
+    return str(error["msg"])

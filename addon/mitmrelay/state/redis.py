@@ -17,6 +17,8 @@ import redis as redis_client
 
 from mitmrelay.core.bounds import Limits
 
+from . import display_url
+
 PREFIX = "mitmrelay:"
 
 # Forgets one key everywhere it is indexed; shared by both scripts.
@@ -87,10 +89,15 @@ class RedisStore:
         self.limits = limits
         self._clock = clock
         try:
-            self._redis = redis_client.Redis.from_url(url, socket_timeout=5)
+            # Timeouts bound how long a hung server holds a worker thread of the off-loop
+            # wrapper (state/offloop.py), whose own deadline is what callers wait.
+            self._redis = redis_client.Redis.from_url(
+                url, socket_timeout=5, socket_connect_timeout=5
+            )
             self._redis.ping()
         except (redis_client.RedisError, ValueError) as e:
-            raise ValueError(f"cannot use Redis at {url}: {e}") from e
+            # One line, credentials out: open_store's caller shows it as it is.
+            raise ValueError(f"cannot use Redis at {display_url(url)}: {e}") from None
         self._put = self._redis.register_script(_PUT)
         self._get = self._redis.register_script(_GET)
 
