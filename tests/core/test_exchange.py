@@ -321,10 +321,10 @@ def test_the_conversation_continues_from_the_full_input():
     ex = exchange(
         history=[FunctionCallItem(type="function_call", call_id="c0", name="x", arguments="{}")]
     )
-    assert [getattr(i, "call_id", None) for i in ex.input_items()][:2] == ["c0", None]
+    assert [i.get("call_id") for i in ex.input_items()][:2] == ["c0", None]
     text_only = exchange(request(input="hello"))
     (item,) = text_only.input_items()
-    assert item.role == "user" and item.content == "hello"
+    assert item["role"] == "user" and item["content"] == "hello"
 
 
 # ---------------------------------------------------------------------- whole answers

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitmrelay.models.responses import MessageItem, ResponsesRequest
+from mitmrelay.models.responses import ResponsesRequest
 
 from .attempts import AttemptPolicy, Decision, Failure, Step
 from .completion import completion_as_sse
@@ -216,7 +216,7 @@ class Exchange:
         items = self.request.input
         if isinstance(items, list):
             return [*self.history, *items]
-        return [*self.history, MessageItem(role="user", content=items)]
+        return [*self.history, {"role": "user", "content": items}]
 
     # ------------------------------------------------------------------ attempts
 

@@ -6,11 +6,11 @@ handlers (``_ITEM_HANDLERS``) that append to a ``_Conversation``; a final pass
 result is plain dicts (no models), serialised by the caller.
 
 A long history is thousands of small items, so the per-item path stays cheap
-(``bench/request_translate.py``, "2000 short turns"): items and parts are told apart by their
-exact class (``type(x) is InputText``; the models have no subclasses), because ``isinstance``
-on a pydantic class that does not match goes through the ABC machinery (~0.3 µs, paid several
-times per item); reasoning waits for its assistant message as plain text unless a sealed
-payload came with it; tool names are resolved once per request (``NameTable``).
+(``bench/request_translate.py``, "2000 short turns"): items and content parts are the plain
+dicts validation made of them (models/responses.py), dispatched on their ``type`` string;
+reasoning waits for its assistant message as plain text unless a sealed payload came with it;
+tool names are resolved once per request (``NameTable``). Nothing here mutates an item: the
+same dicts are what a ``previous_response_id`` record keeps.
 
 Rules (each cites the fact it rests on):
 
@@ -67,30 +67,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from mitmrelay.models.responses import (
-    AdditionalToolsItem,
-    CompactionItem,
-    CompactionTriggerItem,
     CustomTool,
-    CustomToolCallItem,
-    CustomToolCallOutputItem,
-    FunctionCallItem,
-    FunctionCallOutputItem,
     FunctionTool,
     HostedTool,
-    InputImage,
-    InputItem,
-    InputText,
-    MessageItem,
     NamespaceTool,
-    OutputText,
-    ReasoningItem,
-    Refusal,
     ResponsesRequest,
-    ToolSearchCallItem,
-    ToolSearchOutputItem,
     ToolSearchTool,
-    UnknownItem,
-    UnknownPart,
     UnknownTool,
     describe,
 )
@@ -197,59 +179,67 @@ class _Conversation:
         return message
 
 
-def _text_of(parts: str | Sequence[Any]) -> str:
+Item = Mapping[str, Any]  # a validated input item or content part (models/responses.py)
+# Content parts whose text the upstream reads; "refusal" holds it under its own name.
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
+_KNOWN_PARTS = frozenset({*_TEXT_PARTS, "refusal", "input_image"})
+
+
+def _text_of(parts: str | Sequence[Item]) -> str:
     if isinstance(parts, str):
         return parts
     texts = []
     for part in parts:
-        kind = type(part)
-        if kind is InputText or kind is OutputText:
-            texts.append(part.text)
-        elif kind is Refusal:
-            texts.append(part.refusal)
+        kind = part["type"]
+        if kind in _TEXT_PARTS:
+            texts.append(part["text"])
+        elif kind == "refusal":
+            texts.append(part["refusal"])
     return "\n\n".join(texts)
 
 
-def _image_part(part: InputImage) -> dict[str, Any] | None:
-    if not part.image_url:
-        logger.info("input_image without image_url (file_id=%s) skipped", part.file_id)
+def _image_part(part: Item) -> dict[str, Any] | None:
+    url = part.get("image_url")
+    if not url:
+        logger.info("input_image without image_url (file_id=%s) skipped", part.get("file_id"))
         return None
-    image: dict[str, Any] = {"url": part.image_url}
+    image: dict[str, Any] = {"url": url}
     # Chat accepts auto/low/high; Codex's "original" (view_image) means full resolution.
-    if part.detail in ("auto", "low", "high"):
-        image["detail"] = part.detail
-    elif part.detail == "original":
+    detail = part.get("detail")
+    if detail in ("auto", "low", "high"):
+        image["detail"] = detail
+    elif detail == "original":
         image["detail"] = "high"
     return {"type": "image_url", "image_url": image}
 
 
-def _user_content(parts: str | Sequence[Any], vision: bool) -> str | list[dict[str, Any]]:
+def _user_content(parts: str | Sequence[Item], vision: bool) -> str | list[dict[str, Any]]:
     """Text only: one string. With images: Chat's list of parts (or, without vision, one string
     with a note where each image was: rule 8)."""
     if isinstance(parts, str):
         return parts
     texts = []
     for part in parts:
-        kind = type(part)
-        if kind is InputText or kind is OutputText:
-            texts.append(part.text)
-        elif kind is InputImage:
+        kind = part["type"]
+        if kind in _TEXT_PARTS:
+            texts.append(part["text"])
+        elif kind == "input_image":
             if vision:
                 return _mixed_content(parts)
             texts.append(IMAGE_OMITTED)
     return "\n\n".join(texts)
 
 
-def _mixed_content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
+def _mixed_content(parts: Sequence[Item]) -> str | list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for part in parts:
-        kind = type(part)
-        if kind is InputImage:
+        kind = part["type"]
+        if kind == "input_image":
             image = _image_part(part)
             if image:
                 out.append(image)
-        elif kind is InputText or kind is OutputText:
-            out.append({"type": "text", "text": part.text})
+        elif kind in _TEXT_PARTS:
+            out.append({"type": "text", "text": part["text"]})
     if all(p["type"] == "text" for p in out):  # every image lacked a URL
         return "\n\n".join(p["text"] for p in out)
     return out
@@ -258,11 +248,11 @@ def _mixed_content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- item handlers
 
 
-def _on_message(conv: _Conversation, item: MessageItem) -> None:
-    content, role = item.content, item.role
+def _on_message(conv: _Conversation, item: Item) -> None:
+    content, role = item["content"], item["role"]
     if not isinstance(content, str):
         for part in content:
-            if type(part) is UnknownPart:  # input_file, input_audio, ...: no Chat form here
+            if part["type"] not in _KNOWN_PARTS:  # input_file, input_audio, ...: no Chat form
                 _on_skip(conv, part)
     if role == "user":
         conv.reasoning = None  # reasoning never crosses a user turn
@@ -274,15 +264,17 @@ def _on_message(conv: _Conversation, item: MessageItem) -> None:
         conv.messages.append({"role": "system", "content": _text_of(content)})
 
 
-def _on_reasoning(conv: _Conversation, item: ReasoningItem) -> None:
+def _on_reasoning(conv: _Conversation, item: Item) -> None:
     reasoning: _Reasoning | None = None
-    if item.encrypted_content and conv.carrier is not None:
-        reasoning = conv.carrier.open(item.encrypted_content)
+    blob = item.get("encrypted_content")
+    if blob and conv.carrier is not None:
+        reasoning = conv.carrier.open(blob)
         if reasoning is not None and reasoning.signatures:
             conv.signatures.update(reasoning.signatures)
     if reasoning is None:
-        text = "".join([p.text for p in item.content]) if item.content else ""
-        reasoning = text or "\n".join([p.text for p in item.summary])
+        content = item.get("content")
+        text = "".join([p["text"] for p in content]) if content else ""
+        reasoning = text or "\n".join([p["text"] for p in item.get("summary") or ()])
     # Two reasoning items in a row: keep both, in order.
     conv.reasoning = _joined(conv.reasoning, reasoning)
 
@@ -324,29 +316,28 @@ def _call(conv: _Conversation, call_id: str, name: str, arguments: str) -> None:
         calls.append(call)
 
 
-def _on_function_call(conv: _Conversation, item: FunctionCallItem) -> None:
-    _call(conv, item.call_id, conv.names.add(item.name, item.namespace), item.arguments)
+def _on_function_call(conv: _Conversation, item: Item) -> None:
+    name = conv.names.add(item["name"], item.get("namespace"))
+    _call(conv, item["call_id"], name, item.get("arguments", ""))
 
 
-def _on_custom_call(conv: _Conversation, item: CustomToolCallItem) -> None:
+def _on_custom_call(conv: _Conversation, item: Item) -> None:
     # The upstream saw this tool as a function with one string parameter (rule 5).
-    name = conv.names.add(item.name, item.namespace)
+    name = conv.names.add(item["name"], item.get("namespace"))
     origin = conv.origins.get(name)
-    param = origin.input_param if origin is not None else ToolOrigin(item.name).input_param
-    _call(conv, item.call_id, name, json.dumps({param: item.input}, ensure_ascii=False))
+    param = origin.input_param if origin is not None else ToolOrigin(item["name"]).input_param
+    _call(conv, item["call_id"], name, json.dumps({param: item["input"]}, ensure_ascii=False))
 
 
-def _on_output(
-    conv: _Conversation, item: FunctionCallOutputItem | CustomToolCallOutputItem
-) -> None:
+def _on_output(conv: _Conversation, item: Item) -> None:
     _close_calls(conv)
-    output, call_id = item.output, item.call_id
+    output, call_id = item["output"], item["call_id"]
     images: list[dict[str, Any]] = []
     if isinstance(output, str):
         content = output
     elif conv.vision:
         content = _text_of(output)
-        images = [img for p in output if type(p) is InputImage if (img := _image_part(p))]
+        images = [img for p in output if p["type"] == "input_image" if (img := _image_part(p))]
     else:  # rule 8: a note where each image was, in order
         content = _user_content(output, vision=False)
     if call_id in conv.outputs:
@@ -362,37 +353,40 @@ def _close_calls(conv: _Conversation) -> None:
         conv.messages[-1]["_closed"] = True
 
 
-def _on_search_call(conv: _Conversation, item: ToolSearchCallItem) -> None:
+def _on_search_call(conv: _Conversation, item: Item) -> None:
     # A call of the search function the upstream was offered (core/tool_search.py rule 2).
     # Without a call_id the provider ran the search: nothing the upstream called.
-    if item.call_id is not None:
-        conv.searches.add_call(item.call_id, item.arguments)
-        _call(conv, item.call_id, SEARCH_FUNCTION_NAME, history_arguments(item.arguments))
+    call_id, arguments = item.get("call_id"), item.get("arguments")
+    if call_id is not None:
+        conv.searches.add_call(call_id, arguments)
+        _call(conv, call_id, SEARCH_FUNCTION_NAME, history_arguments(arguments))
 
 
-def _on_search_output(conv: _Conversation, item: ToolSearchOutputItem) -> None:
+def _on_search_output(conv: _Conversation, item: Item) -> None:
     # Its answer is written once every search is known (``_offer_found``): whether a found
     # tool is offered depends on the searches after it (core/tool_search.py rules 3-4).
-    if item.call_id in conv.outputs:
-        logger.info("second output for call %s dropped", item.call_id)
+    call_id = item.get("call_id")
+    if call_id in conv.outputs:
+        logger.info("second output for call %s dropped", call_id)
         return
-    conv.searches.add_output(item.call_id, item.tools)
-    if item.call_id is not None:
+    conv.searches.add_output(call_id, item.get("tools") or [])
+    if call_id is not None:
         _close_calls(conv)
-        conv.outputs[item.call_id] = {"role": "tool", "tool_call_id": item.call_id}
+        conv.outputs[call_id] = {"role": "tool", "tool_call_id": call_id}
 
 
-def _on_additional_tools(conv: _Conversation, item: AdditionalToolsItem) -> None:
+def _on_additional_tools(conv: _Conversation, item: Item) -> None:
     """Nothing to do in the item pass: ``translate_request`` reads these tools first, so calls
     in the history resolve to the names the tools were given."""
 
 
-def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
+def _on_compaction(conv: _Conversation, item: Item) -> None:
     # A compaction item the relay sealed stands for the history it summarised: open it into
     # the message Codex itself writes after a local compaction (core/compaction.py).
     summary = None
-    if item.encrypted_content and conv.carrier is not None:
-        summary = conv.carrier.open_compaction(item.encrypted_content)
+    blob = item.get("encrypted_content")
+    if blob and conv.carrier is not None:
+        summary = conv.carrier.open_compaction(blob)
     if summary is None:
         logger.info("compaction item not made by this relay (or altered); skipped")
         return
@@ -400,26 +394,26 @@ def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
     conv.messages.append(summary_message(summary))
 
 
-def _on_skip(conv: _Conversation, item: Any) -> None:
-    kind = getattr(item, "type", "?")
+def _on_skip(conv: _Conversation, item: Item) -> None:
+    kind = item.get("type", "?")
     if kind not in conv.skipped:
         conv.skipped.add(kind)
         logger.info("input of type %r has no Chat Completions form; skipped", kind)
 
 
-_ITEM_HANDLERS: dict[type, Callable[[_Conversation, Any], None]] = {
-    MessageItem: _on_message,
-    ReasoningItem: _on_reasoning,
-    FunctionCallItem: _on_function_call,
-    CustomToolCallItem: _on_custom_call,
-    FunctionCallOutputItem: _on_output,
-    CustomToolCallOutputItem: _on_output,
-    AdditionalToolsItem: _on_additional_tools,
-    CompactionItem: _on_compaction,
-    CompactionTriggerItem: _on_skip,
-    ToolSearchCallItem: _on_search_call,
-    ToolSearchOutputItem: _on_search_output,
-    UnknownItem: _on_skip,
+# Keyed by ``item_type(item)``; a type not here (UnknownItem) is skipped like the trigger.
+_ITEM_HANDLERS: dict[str, Callable[[_Conversation, Item], None]] = {
+    "message": _on_message,
+    "reasoning": _on_reasoning,
+    "function_call": _on_function_call,
+    "custom_tool_call": _on_custom_call,
+    "function_call_output": _on_output,
+    "custom_tool_call_output": _on_output,
+    "additional_tools": _on_additional_tools,
+    "compaction": _on_compaction,
+    "compaction_trigger": _on_skip,
+    "tool_search_call": _on_search_call,
+    "tool_search_output": _on_search_output,
 }
 
 
@@ -775,7 +769,7 @@ def translate_request(
     *,
     upstream_model: str,
     profile: Profile = GENERIC,
-    history: Sequence[InputItem] = (),
+    history: Sequence[Item] = (),
     carrier: ReasoningCarrier | None = None,
     vision: bool | None = None,
     reasoning: bool | None = None,
@@ -798,11 +792,13 @@ def translate_request(
     conv = _Conversation(profile, carrier, names, origins, vision=vision, thinks=thinks)
     if req.instructions:
         conv.messages.append({"role": "system", "content": req.instructions})
-    items = (
-        req.input if isinstance(req.input, list) else [MessageItem(role="user", content=req.input)]
+    items: Sequence[Item] = (
+        req.input if isinstance(req.input, list) else [{"role": "user", "content": req.input}]
     )
     # Tools first, so calls in the history resolve to the names the tools were given.
-    extra_tools = [t for i in items if type(i) is AdditionalToolsItem for t in i.tools]
+    extra_tools = [
+        t for i in items if i.get("type") == "additional_tools" for t in i.get("tools") or ()
+    ]
     tools = _translate_tools(
         [*(req.tools or ()), *extra_tools], names, origins, strict=profile.accepts_strict_tools
     )
@@ -812,15 +808,15 @@ def translate_request(
             f"upstream function {SEARCH_FUNCTION_NAME!r}; rename the tool",
             param="tools",
         )
-    handlers = _ITEM_HANDLERS
+    handler = _ITEM_HANDLERS.get
     for item in chain(history, items):
-        handlers[type(item)](conv, item)
+        handler(item.get("type", "message"), _on_skip)(conv, item)
     if conv.searches:
         tools += _offer_found(conv, tools, max_tools)
 
     # Remote compaction (contract §9): the input ends with a compaction_trigger; the upstream is
     # asked for a handoff summary with Codex's own prompt, and no tools.
-    compaction = bool(items) and isinstance(items[-1], CompactionTriggerItem)
+    compaction = bool(items) and items[-1].get("type") == "compaction_trigger"
     if compaction:
         conv.messages.append({"role": "user", "content": COMPACTION_PROMPT})
         tools = []
