@@ -28,7 +28,12 @@ Rules:
 5. The call_id -> reasoning map is kept per provider (``reasoning_key``): call ids are only
    unique within one provider (Kimi's ``functions.name:0`` and Mistral's 9-character ids
    repeat across conversations and providers), and one provider's reasoning is no answer to
-   another's demand.
+   another's demand. The conversation is kept for ``previous_response_id`` unless the request
+   said ``store: false``: OpenAI keeps no such response, and a later ``previous_response_id``
+   naming it is answered ``previous_response_not_found`` (smg-project/smg#916,
+   bigduu/Bamboo-agent#64), as rule 2 answers it here. Codex sends ``store: false`` on every
+   call, with its whole history (docs/codex-contract.md §4): keeping each call's megabytes it
+   never asks for again cost more CPU than translating them (notes/reqspeed.md).
 6. A whole answer (a JSON completion, or an SSE body read whole) is the stream it is
    equivalent to (core/completion.py): one function turns it into events, for the link and
    the addon alike.
@@ -48,7 +53,7 @@ from .attempts import AttemptPolicy, Decision, Failure, Step
 from .completion import completion_as_sse
 from .context import TranslationContext
 from .errors import ClientRequestError
-from .history import conversation_record, history_items
+from .history import conversation, history_items
 from .ledger import format_cost
 from .outcome import AttemptOutcome, ExchangeOutcome
 from .reasoning import ReasoningCarrier
@@ -316,14 +321,15 @@ class Exchange:
 
     def records(self, response: Mapping[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
         """What to keep once the answer is in (key, record): the conversation under the
-        response id (for ``previous_response_id``), and each reasoning payload under the
-        serving provider's call ids and turn fingerprint (rule 5). Nothing for an answer that
-        did not complete."""
+        response id (for ``previous_response_id``; not for ``store: false``), and each
+        reasoning payload under the serving provider's call ids and turn fingerprint (rule 5).
+        Nothing for an answer that did not complete."""
         if not response or response.get("status") not in ("completed", "incomplete"):
             return []
         output = response["output"]
-        record, _ = conversation_record(self.input_items(), output)
-        out: list[tuple[str, dict[str, Any]]] = [(self.response_id, record)]
+        out: list[tuple[str, dict[str, Any]]] = []
+        if self.request.store is not False:
+            out.append((self.response_id, conversation(self.input_items(), output)))
         if self.carrier is None or not self.calls:
             return out
         call = self.calls[-1]
