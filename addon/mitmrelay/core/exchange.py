@@ -28,12 +28,15 @@ Rules:
 5. The call_id -> reasoning map is kept per provider (``reasoning_key``): call ids are only
    unique within one provider (Kimi's ``functions.name:0`` and Mistral's 9-character ids
    repeat across conversations and providers), and one provider's reasoning is no answer to
-   another's demand. The conversation is kept for ``previous_response_id`` unless the request
-   said ``store: false``: OpenAI keeps no such response, and a later ``previous_response_id``
-   naming it is answered ``previous_response_not_found`` (smg-project/smg#916,
-   bigduu/Bamboo-agent#64), as rule 2 answers it here. Codex sends ``store: false`` on every
-   call, with its whole history (docs/codex-contract.md §4): keeping each call's megabytes it
-   never asks for again cost more CPU than translating them (notes/reqspeed.md).
+   another's demand. Sealed reasoning is scoped the same way: each attempt's translator seals
+   as its provider, and each attempt's request sends another provider's reasoning as its text
+   alone (core/reasoning.py). The conversation is kept for ``previous_response_id`` unless the
+   request said ``store: false``: OpenAI keeps no such response, and a later
+   ``previous_response_id`` naming it is answered ``previous_response_not_found``
+   (smg-project/smg#916, bigduu/Bamboo-agent#64), as rule 2 answers it here. Codex sends
+   ``store: false`` on every call, with its whole history (docs/codex-contract.md §4): keeping
+   each call's megabytes it never asks for again cost more CPU than translating them
+   (notes/reqspeed.md).
 6. A whole answer (a JSON completion, or an SSE body read whole) is the stream it is
    equivalent to (core/completion.py): one function turns it into events, for the link and
    the addon alike.
@@ -56,7 +59,7 @@ from .errors import ClientRequestError
 from .history import conversation, history_items
 from .ledger import format_cost
 from .outcome import AttemptOutcome, ExchangeOutcome
-from .reasoning import ReasoningCarrier
+from .reasoning import ReasoningCarrier, scoped
 from .reasoning_recovery import (
     payload_record,
     restoration_keys,
@@ -297,6 +300,7 @@ class Exchange:
             carrier=self.carrier,
             vision=target.vision,
             reasoning=target.reasoning,
+            origin=target.provider.name,
         )
         _bound_output(chat, target)
         call = UpstreamCall(index, target, chat, _dumps(chat), ctx)
@@ -312,7 +316,7 @@ class Exchange:
             created_at=int(self.started_at),
             new_id=self.new_id,
             reasoning_mode=self.reasoning_mode,
-            carrier=self.carrier,
+            carrier=scoped(self.carrier, call.label),
             profile=call.target.provider.profile,
             upstream=call.upstream,
         )

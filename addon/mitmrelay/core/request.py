@@ -31,7 +31,11 @@ Rules (each cites the fact it rests on):
    order: the sealed carrier's payload, ``reasoning_text`` content, the summary text. Gemini's
    thought signatures in a payload go back on their calls by call id, wherever the item stands
    in the input (the stream side seals a signature into a reasoning item before its call, or
-   after it when the signature came late: core/stream.py rule 5).
+   after it when the signature came late: core/stream.py rule 5). A payload goes whole only to
+   the provider that produced it (``origin``); any other gets its text alone, never its
+   ``reasoning_details`` (OpenRouter refuses encrypted details it did not issue:
+   docs/providers.md §1.2) nor its signatures (core/reasoning.py). A payload sealed before
+   origins were has none and goes whole, as it always did.
 5. Freeform (``custom``) tools become functions with one string parameter whose description
    carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
    reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
@@ -155,7 +159,17 @@ class _Conversation:
     skipped: set[str] = field(default_factory=set)
     vision: bool = True  # rule 8
     thinks: bool = True  # rule 9
+    origin: str | None = None  # the provider this request goes to (rule 4); None: any
     searches: Discoveries = field(default_factory=Discoveries)
+
+    def opened(self, payload: ReasoningPayload) -> _Reasoning:
+        """What this request may send of a sealed payload (rule 4): all of it when this
+        provider produced it (or the caller or the payload names no provider), else its text."""
+        if self.origin is None or not payload.origin or payload.origin == self.origin:
+            if payload.signatures:
+                self.signatures.update(payload.signatures)
+            return payload
+        return payload.text
 
     def assistant_for_calls(self) -> dict[str, Any]:
         """The assistant message to add calls to: the last message when it is an assistant
@@ -268,9 +282,9 @@ def _on_reasoning(conv: _Conversation, item: Item) -> None:
     reasoning: _Reasoning | None = None
     blob = item.get("encrypted_content")
     if blob and conv.carrier is not None:
-        reasoning = conv.carrier.open(blob)
-        if reasoning is not None and reasoning.signatures:
-            conv.signatures.update(reasoning.signatures)
+        payload = conv.carrier.open(blob)
+        if payload is not None:
+            reasoning = conv.opened(payload)
     if reasoning is None:
         content = item.get("content")
         text = "".join([p["text"] for p in content]) if content else ""
@@ -774,6 +788,7 @@ def translate_request(
     vision: bool | None = None,
     reasoning: bool | None = None,
     max_tools: int = DEFAULT_MAX_TOOLS,
+    origin: str | None = None,
 ) -> tuple[dict[str, Any], TranslationContext]:
     """The Chat Completions request (a JSON-ready dict) and the context for the answer.
 
@@ -782,14 +797,18 @@ def translate_request(
     default): without vision every image becomes a text note (rule 8); a model that does not
     reason gets no thinking switches and no reasoning placeholders (rule 9). ``max_tools``
     bounds the tools sent upstream once deferred tools found by ``tool_search`` join them (the
-    client's own tools are always sent). Raises ``ClientRequestError`` for requests that cannot
-    be translated (tool-name or tool-call-id collisions).
+    client's own tools are always sent). ``origin`` names the provider the request goes to
+    (a route's provider name): sealed reasoning another provider produced goes as its text
+    alone (rule 4); None sends every payload whole. Raises ``ClientRequestError`` for requests
+    that cannot be translated (tool-name or tool-call-id collisions).
     """
     vision = profile.vision if vision is None else vision
     thinks = profile.reasoning if reasoning is None else reasoning
     names = NameTable(profile.max_tool_name_len)
     origins: dict[str, ToolOrigin] = {}
-    conv = _Conversation(profile, carrier, names, origins, vision=vision, thinks=thinks)
+    conv = _Conversation(
+        profile, carrier, names, origins, vision=vision, thinks=thinks, origin=origin
+    )
     if req.instructions:
         conv.messages.append({"role": "system", "content": req.instructions})
     items: Sequence[Item] = (
