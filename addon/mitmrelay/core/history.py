@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
 
 from mitmrelay.models.responses import InputItem
 
@@ -50,4 +51,4 @@ def _plain(item: Mapping[str, Any]) -> Mapping[str, Any]:
     tools = item.get("tools") if item.get("type") in _WITH_TOOLS else None
     if not tools:
         return item
-    return {**item, "tools": [t.model_dump(mode="json", exclude_none=True) for t in tools]}
+    return {**item, "tools": to_jsonable_python(tools, exclude_none=True)}

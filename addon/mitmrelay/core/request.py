@@ -73,11 +73,9 @@ from pydantic import ValidationError
 from mitmrelay.models.responses import (
     CustomTool,
     FunctionTool,
-    HostedTool,
     NamespaceTool,
     ResponsesRequest,
     ToolSearchTool,
-    UnknownTool,
     describe,
 )
 
@@ -185,7 +183,8 @@ class _Conversation:
         return last
 
     def new_assistant(self) -> dict[str, Any]:
-        """A new assistant message, carrying any pending reasoning."""
+        """A new assistant message, carrying any pending reasoning; its caller gives it text or
+        calls. (Reasoning with nothing after it is never attached: nothing is sent for it.)"""
         message: dict[str, Any] = {"role": "assistant", "content": None}
         if self.reasoning is not None:
             message["_reasoning"], self.reasoning = self.reasoning, None
@@ -448,13 +447,10 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
         message.pop("_closed", None)
         reasoning: _Reasoning | None = message.pop("_reasoning", None)
         _place_reasoning(message, reasoning, profile, conv.thinks)
+        out.append(message)  # an assistant message has text or calls (``new_assistant``)
         calls = message.get("tool_calls")
         if not calls:
-            if message.get("content") is not None:
-                out.append(message)
-            # else: reasoning with nothing after it: nothing to send
             continue
-        out.append(message)
         for call in calls:
             call_id = call["id"]
             if signatures and call_id in signatures:
@@ -503,9 +499,7 @@ def _place_reasoning(
     """Fills the message's reasoning fields (rule 4)."""
     text = _text(reasoning) if reasoning is not None else ""
     if profile.thinking_chunks and text and thinks:
-        content = message["content"]
-        if content is not None or message.get("tool_calls"):  # else nothing is sent (_ordered)
-            message["content"] = _thinking_content(text, content)
+        message["content"] = _thinking_content(text, message["content"])
     field_name = profile.reasoning_replay
     if field_name == "none":
         return
@@ -683,7 +677,7 @@ def _translate_tools(
                     },
                 }
             )
-        elif isinstance(tool, HostedTool | UnknownTool | ToolSearchTool):
+        else:  # hosted, unknown, or a tool_search the provider would run
             logger.info(
                 "tool of type %r has no Chat Completions form; not sent upstream", tool.type
             )
