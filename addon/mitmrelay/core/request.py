@@ -414,7 +414,8 @@ def _on_skip(conv: _Conversation, item: Item) -> None:
         logger.info("input of type %r has no Chat Completions form; skipped", kind)
 
 
-# Keyed by ``item_type(item)``; a type not here (UnknownItem) is skipped like the trigger.
+# Keyed by an item's type (a typeless item is a message); a type not here (UnknownItem) is
+# skipped like the trigger.
 _ITEM_HANDLERS: dict[str, Callable[[_Conversation, Item], None]] = {
     "message": _on_message,
     "reasoning": _on_reasoning,
