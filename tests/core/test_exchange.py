@@ -317,14 +317,31 @@ def test_what_is_kept_after_an_answer():
     assert [k for k, _ in plain.records(response)] == ["resp_0123"]
 
 
+def test_a_store_false_request_keeps_no_conversation_but_its_reasoning():
+    # OpenAI keeps no store:false response, so no previous_response_id can name it; Codex sends
+    # store:false with its whole history on every call.
+    carrier = SealedReasoningCarrier(os.urandom(32), os.urandom)
+    ex = exchange(request(store=False), carrier=carrier)
+    ex.first_call()
+    kept = dict(ex.records(sealed_answer(ex, carrier)))
+    assert "resp_0123" not in kept
+    assert kept[reasoning_key("deepseek", "call_new")]["text"] == "think about ls"
+    with pytest.raises(ClientRequestError) as err:
+        previous_history(request(previous_response_id="resp_0123"), kept.get("resp_0123"))
+    assert err.value.code == "previous_response_not_found"
+    stored = exchange(request(store=True), carrier=carrier)
+    stored.first_call()
+    assert "resp_0123" in dict(stored.records(sealed_answer(stored, carrier)))
+
+
 def test_the_conversation_continues_from_the_full_input():
     ex = exchange(
         history=[FunctionCallItem(type="function_call", call_id="c0", name="x", arguments="{}")]
     )
-    assert [getattr(i, "call_id", None) for i in ex.input_items()][:2] == ["c0", None]
+    assert [i.get("call_id") for i in ex.input_items()][:2] == ["c0", None]
     text_only = exchange(request(input="hello"))
     (item,) = text_only.input_items()
-    assert item.role == "user" and item.content == "hello"
+    assert item["role"] == "user" and item["content"] == "hello"
 
 
 # ---------------------------------------------------------------------- whole answers

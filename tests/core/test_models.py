@@ -11,23 +11,24 @@ from support.captured import request_bodies
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.request import parse_request, translate_request
 from mitmrelay.models.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest
-from mitmrelay.models.responses import (
-    AdditionalToolsItem,
-    CompactionItem,
-    CompactionTriggerItem,
-    CustomTool,
-    FunctionCallOutputItem,
-    HostedTool,
-    InputImage,
-    MessageItem,
-    NamespaceTool,
-    ReasoningItem,
-    UnknownItem,
-    UnknownPart,
-    UnknownTool,
-)
+from mitmrelay.models.responses import CustomTool, HostedTool, NamespaceTool, UnknownTool
 
 BODIES = request_bodies()
+KNOWN_ITEMS = {
+    "message",
+    "reasoning",
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "compaction",
+    "compaction_trigger",
+    "additional_tools",
+    "tool_search_call",
+    "tool_search_output",
+}
+# Content parts of messages and outputs, and a reasoning item's reasoning_text content.
+KNOWN_PARTS = {"input_text", "input_image", "output_text", "refusal", "reasoning_text"}
 
 
 def parse(body: dict) -> object:
@@ -37,8 +38,17 @@ def parse(body: dict) -> object:
 @pytest.mark.parametrize("name", sorted(BODIES))
 def test_every_fixture_validates_without_unknowns_and_translates_to_a_valid_chat_request(name):
     req = parse(BODIES[name])
-    # Codex 0.169 sends nothing we do not model (contract §5, §6).
-    assert not any(isinstance(i, UnknownItem) for i in req.input)
+    # Codex 0.169 sends nothing we do not model (contract §5, §6): every item and content part
+    # is a plain dict of a known type, every tool a model of a known kind.
+    assert all(type(i) is dict and i.get("type", "message") in KNOWN_ITEMS for i in req.input)
+    parts = [
+        p
+        for i in req.input
+        for key in ("content", "output")
+        if isinstance(i.get(key), list)
+        for p in i[key]
+    ]
+    assert all(type(p) is dict and p["type"] in KNOWN_PARTS for p in parts)
     assert not any(isinstance(t, UnknownTool) for t in req.tools or ())
     if req.previous_response_id:
         # 14d: an incremental websocket frame holds only the new output; without the chain's
@@ -53,32 +63,41 @@ def test_every_fixture_validates_without_unknowns_and_translates_to_a_valid_chat
 
 def test_item_and_tool_kinds_seen_in_fixtures():
     lite = parse(BODIES["06-responses-lite-gpt-6.1-sol.request.json"])
-    assert isinstance(lite.input[0], AdditionalToolsItem)
-    assert any(isinstance(t, NamespaceTool) for t in lite.input[0].tools)
+    assert lite.input[0]["type"] == "additional_tools"
+    assert any(isinstance(t, NamespaceTool) for t in lite.input[0]["tools"])
     gpt55 = parse(BODIES["04-gpt-5.5-first-turn.request.json"])
     kinds = {type(t) for t in gpt55.tools}
     assert {CustomTool, HostedTool} <= kinds
     apply_patch = next(t for t in gpt55.tools if isinstance(t, CustomTool))
     assert apply_patch.format["syntax"] == "lark"
     after = parse(BODIES["09-function_call_output-with-image.request.json"])
-    output = next(i for i in after.input if isinstance(i, FunctionCallOutputItem))
-    assert any(isinstance(p, InputImage) for p in output.output)
+    output = next(i for i in after.input if i.get("type") == "function_call_output")
+    assert any(p["type"] == "input_image" and p["image_url"] for p in output["output"])
     remote = parse(BODIES["13a-remote-compaction-v2.request.json"])
-    assert isinstance(remote.input[-1], CompactionTriggerItem)
+    assert remote.input[-1]["type"] == "compaction_trigger"
     replay = parse(BODIES["13b-after-remote-compaction.request.json"])
-    assert any(isinstance(i, CompactionItem) and i.encrypted_content for i in replay.input)
+    assert any(i.get("type") == "compaction" and i["encrypted_content"] for i in replay.input)
     reasoning = next(
         i
         for i in parse(BODIES["07-raw-reasoning_text-replay.request.json"]).input
-        if isinstance(i, ReasoningItem) and i.content
+        if i.get("type") == "reasoning" and i.get("content")
     )
-    assert reasoning.content[0].text
+    assert reasoning["content"][0]["text"]
 
 
 def test_plain_string_input_and_typeless_message():
     assert parse({"model": "m", "input": "hi"}).input == "hi"
     req = parse({"model": "m", "input": [{"role": "user", "content": "hi"}]})
-    assert isinstance(req.input[0], MessageItem)
+    assert req.input == [{"role": "user", "content": "hi"}]  # a message: no type is filled in
+    chat, _ = translate_request(req, upstream_model="up")
+    assert chat["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_items_are_plain_dicts_with_their_extras_and_without_defaults():
+    item = {"type": "function_call", "call_id": "c", "name": "f", "status": "completed"}
+    req = parse({"model": "m", "input": [item, {"type": "reasoning", "summary": []}]})
+    assert req.input == [item, {"type": "reasoning", "summary": []}]
+    assert all(type(i) is dict for i in req.input)
 
 
 def test_unknown_fields_items_parts_and_tools_are_kept_and_skipped(caplog):
@@ -102,9 +121,12 @@ def test_unknown_fields_items_parts_and_tools_are_kept_and_skipped(caplog):
     }
     req = parse(body)
     assert req.model_extra == {"future_field": {"x": 1}}
-    assert [type(i) for i in req.input[:2]] == [UnknownItem, UnknownItem]
-    assert req.input[0].model_extra == {"text": "?"}
-    assert isinstance(req.input[2].content[0], UnknownPart)
+    assert req.input[:2] == [
+        {"type": "agent_message", "text": "?"},
+        {"type": "agent_message", "text": "??"},
+    ]
+    assert req.input[2]["content"][0] == {"type": "input_audio", "data": "…"}
+    assert req.input[2]["status"] == "completed"
     assert [type(t) for t in req.tools] == [UnknownTool, HostedTool]
     with caplog.at_level(logging.INFO, logger="mitmrelay.core.request"):
         chat, _ = translate_request(req, upstream_model="up")

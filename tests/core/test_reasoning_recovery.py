@@ -148,3 +148,31 @@ def test_restored_reasoning_brings_its_details_and_signatures():
     message = restored["messages"][0]
     assert changed == 1 and message["reasoning_details"] == [{"type": "reasoning.text"}]
     assert message["tool_calls"][0]["extra_content"] == {"google": {"thought_signature": "sig"}}
+
+
+def test_restoring_and_healing_share_what_they_do_not_change_and_leave_the_request_alone():
+    call = {"id": "a", "function": {"name": "f", "arguments": "{}"}}
+    chat = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "a", "content": "x"},
+        ],
+    }
+    before = json.dumps(chat)
+    record = {"text": "t", "details": [{"type": "reasoning.text"}], "signatures": {"a": "sig"}}
+    restored, changed = with_restored_reasoning(chat, {"a": record}.get)
+    healed, healed_count = with_reasoning_placeholders(chat)
+    assert json.dumps(chat) == before  # the call did not get the signature either
+    assert changed == healed_count == 1
+    for new in (restored, healed):
+        assert new["messages"][0] is chat["messages"][0]  # shared, not copied
+        assert new["messages"][2] is chat["messages"][2]
+    assert restored["messages"][1]["tool_calls"][0]["extra_content"]["google"] == {
+        "thought_signature": "sig"
+    }
+    # Nothing kept, nothing missing: the very same request comes back.
+    assert with_restored_reasoning(chat, {}.get) == (chat, 0)
+    assert with_restored_reasoning(chat, {}.get)[0] is chat
+    assert with_reasoning_placeholders(healed)[0] is healed

@@ -227,6 +227,21 @@ def test_gemini_refuses_a_signed_call_without_its_signature_and_answers_in_a_lis
     assert check("gemini", body(USER, with_(CALL, tool_calls=[signed]), TOOL), memory)[0] is None
 
 
+def test_openrouter_refuses_encrypted_reasoning_it_did_not_issue() -> None:
+    ours = {"type": "reasoning.encrypted", "data": "ours", "id": "rs_1", "index": 0}
+    theirs = {**ours, "data": "another key's", "id": "rs_2"}
+    memory = Memory(encrypted={"ours"})
+    refused = body(USER, with_(CALL, reasoning_details=[ours, theirs]), TOOL)
+    rejection, _ = check("openrouter", refused, memory)
+    assert rejection is not None and rejection.status == 400
+    error = json.loads(rejection.body)["error"]
+    assert error["code"] == "invalid_encrypted_content"
+    assert error["message"].startswith("The encrypted content for item rs_2 could not be verified")
+    text = {"type": "reasoning.text", "text": "why"}  # readable blocks verify nothing
+    fixed = body(USER, with_(CALL, reasoning_details=[ours, text]), TOOL)
+    assert check("openrouter", fixed, memory)[0] is None
+
+
 @pytest.mark.parametrize(
     ("family", "request_", "memory", "breach"),
     [

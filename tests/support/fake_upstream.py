@@ -310,6 +310,10 @@ class FakeUpstream:
         """What later requests must bring back: reasoning per call (and OpenRouter's details),
         Gemini's signatures (assigned here), every call id this server invented."""
         reasoning = "".join(c.get("reasoning_content", "") for c in reply.chunks)
+        details = _details_of(reply.chunks) if self.dialect.reasoning == "reasoning_details" else []
+        self.memory.encrypted.update(
+            d["data"] for d in details if d.get("type") == "reasoning.encrypted"
+        )
         for chunk in reply.chunks:
             for call in chunk.get("tool_calls") or ():
                 call_id = call.get("id")
@@ -318,12 +322,8 @@ class FakeUpstream:
                 self.memory.call_ids.add(call_id)
                 if reasoning:
                     self.produced_reasoning[call_id] = reasoning
-                    if self.dialect.reasoning == "reasoning_details":
-                        self.memory.details[call_id] = [
-                            _detail(c["reasoning_content"])
-                            for c in reply.chunks
-                            if c.get("reasoning_content")
-                        ]
+                    if details:
+                        self.memory.details[call_id] = details
                 if self.dialect.signatures:
                     self.memory.signatures[call_id] = f"sig-{call_id}-{len(self.requests)}"
 
@@ -406,8 +406,8 @@ class FakeUpstream:
 def render_deltas(
     chunks: list[dict[str, Any]], dialect: Dialect, signatures: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """Canonical deltas (``reasoning_content``, ``content``, ``tool_calls``) as the family's
-    server streams them."""
+    """Canonical deltas (``reasoning_content``, ``content``, ``tool_calls``; for OpenRouter also
+    ``reasoning_details`` blocks, sent as they are) as the family's server streams them."""
     out: list[dict[str, Any]] = []
     in_think = False  # think_tags: an open <think> waits for its end
     gemini_calls: dict[int, dict[str, Any]] = {}
@@ -418,6 +418,9 @@ def render_deltas(
         if reasoning:
             rendered.update(_reasoning_delta(reasoning, dialect, opening=not in_think))
             in_think = dialect.reasoning == "think_tags"
+        blocks = delta.get("reasoning_details")
+        if blocks and dialect.reasoning == "reasoning_details":
+            rendered["reasoning_details"] = [*rendered.get("reasoning_details", ()), *blocks]
         if content is not None:
             if in_think and not reasoning:
                 content, in_think = "</think>" + content, False
@@ -458,6 +461,18 @@ def _reasoning_delta(text: str, dialect: Dialect, *, opening: bool) -> dict[str,
 
 def _detail(text: str) -> dict[str, Any]:
     return {"type": "reasoning.text", "text": text, "format": "unknown", "index": 0}
+
+
+def _details_of(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenRouter's ``reasoning_details`` over a reply, in the order they stream: a text block
+    per reasoning chunk, then a chunk's own blocks (``reasoning_details`` in a canonical chunk:
+    an encrypted block, as OpenRouter sends for models that encrypt their reasoning)."""
+    return [
+        detail
+        for c in chunks
+        for detail in ([_detail(c["reasoning_content"])] if c.get("reasoning_content") else [])
+        + list(c.get("reasoning_details") or ())
+    ]
 
 
 def _signed(call: dict[str, Any], dialect: Dialect, signatures: dict[str, str]) -> dict[str, Any]:

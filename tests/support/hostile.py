@@ -19,7 +19,16 @@ import functools
 import random
 import re
 import types
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+    is_typeddict,
+)
 
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -119,24 +128,36 @@ def from_annotation(annotation: Any) -> st.SearchStrategy[Any]:
         return st.lists(_with_junk(from_annotation(args[0])), max_size=4)
     if origin is dict:
         return st.dictionaries(st.text(max_size=8), json_values, max_size=3)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if is_typeddict(annotation) or (
+        isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    ):
         return from_model(annotation)
     raise TypeError(f"no strategy for {annotation!r}")
 
 
 @functools.cache
-def from_model(
-    model: type[BaseModel], always: tuple[str, ...] = ()
-) -> st.SearchStrategy[dict[str, Any]]:
-    """JSON objects shaped by ``model``: required fields (and ``always``) always there,
-    optional ones drawn, each value sometimes junk, and sometimes unknown keys added."""
+def from_model(model: Any, always: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, Any]]:
+    """JSON objects shaped by ``model`` (a pydantic model or a ``TypedDict`` shape): required
+    fields (and ``always``) always there, optional ones drawn, each value sometimes junk, and
+    sometimes unknown keys added."""
     required, optional = {}, {}
-    for name, info in model.model_fields.items():
-        value = _with_junk(from_annotation(info.annotation))
-        (required if info.is_required() or name in always else optional)[name] = value
+    for name, annotation, is_required in _fields(model):
+        value = _with_junk(from_annotation(annotation))
+        (required if is_required or name in always else optional)[name] = value
     shaped = st.fixed_dictionaries(required, optional=optional)
     extra = st.dictionaries(st.sampled_from(["x_new", "status", "extra"]), json_values, max_size=1)
     return st.builds(lambda d, e: {**e, **d}, shaped, extra)
+
+
+def _fields(model: Any) -> list[tuple[str, Any, bool]]:
+    """(name, annotation, required) of a model's or a shape's fields."""
+    if is_typeddict(model):
+        # get_type_hints strips NotRequired (and Annotated, which from_annotation would drop)
+        return [
+            (name, hint, name in model.__required_keys__)
+            for name, hint in get_type_hints(model).items()
+        ]
+    return [(n, i.annotation, i.is_required()) for n, i in model.model_fields.items()]
 
 
 def fixtures() -> list[tuple[str, dict[str, Any]]]:

@@ -54,6 +54,13 @@ GEMINI_MISSING_SIGNATURE = (
     "performance. Additional data, function call `default_api:{name}` , position {position}. "
     "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."
 )
+# OpenRouter hands encrypted reasoning back to the model's provider, which refuses a block it did
+# not issue (anomalyco/opencode#4608); the wording as OpenAI's API gives it, code
+# invalid_encrypted_content (smallmain/vscode-unify-chat-provider#178, openai/codex#8145).
+UNVERIFIED_ENCRYPTED = (
+    "The encrypted content for item {id} could not be verified. Reason: Encrypted content "
+    "could not be decrypted or parsed."
+)
 MISTRAL_BAD_CALL_ID = "Tool call id was {id} but must be a-z, A-Z, 0-9, with a length of 9."
 OPENAI_ORDER = (
     "An assistant message with 'tool_calls' must be followed by tool messages responding to "
@@ -68,6 +75,7 @@ class Memory:
 
     reasoning: dict[str, str] = field(default_factory=dict)  # call id -> reasoning it followed
     details: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # OpenRouter
+    encrypted: set[str] = field(default_factory=set)  # OpenRouter: encrypted blocks it issued
     signatures: dict[str, str] = field(default_factory=dict)  # Gemini: call id -> signature
     call_ids: set[str] = field(default_factory=set)  # every tool-call id it invented
 
@@ -518,6 +526,22 @@ def thinking_back(request: dict[str, Any], memory: Memory) -> Iterable[str]:
             )
 
 
+def openrouter_encrypted(request: dict[str, Any], memory: Memory) -> Rejection | None:
+    """OpenRouter: a ``reasoning.encrypted`` block this server (this key) did not issue, from
+    another key or another provider, cannot be verified (docs/providers.md §1.2)."""
+    blocks = [
+        block
+        for message in request.get("messages") or ()
+        for block in message.get("reasoning_details") or ()
+        if isinstance(block, dict) and block.get("type") == "reasoning.encrypted"
+    ]
+    for block in blocks:
+        if block.get("data") not in memory.encrypted:
+            text = UNVERIFIED_ENCRYPTED.format(id=block.get("id"))
+            return openai_error(400, text, code="invalid_encrypted_content")
+    return None
+
+
 def details_back(request: dict[str, Any], memory: Memory) -> Iterable[str]:
     """OpenRouter: reasoning_details go back unmodified across turns."""
     for index, message in _assistant_calls(request):
@@ -712,6 +736,7 @@ STRICT: dict[str, Strictness] = {
         ),
     ),
     "openrouter": Strictness(
+        rejections=(*_BASE, openrouter_encrypted),
         expectations=(
             reasoning_back("reasoning"),
             details_back,

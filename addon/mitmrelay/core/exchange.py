@@ -28,7 +28,15 @@ Rules:
 5. The call_id -> reasoning map is kept per provider (``reasoning_key``): call ids are only
    unique within one provider (Kimi's ``functions.name:0`` and Mistral's 9-character ids
    repeat across conversations and providers), and one provider's reasoning is no answer to
-   another's demand.
+   another's demand. Sealed reasoning is scoped the same way: each attempt's translator seals
+   as its provider, and each attempt's request sends another provider's reasoning as its text
+   alone (core/reasoning.py). The conversation is kept for ``previous_response_id`` unless the
+   request said ``store: false``: OpenAI keeps no such response, and a later
+   ``previous_response_id`` naming it is answered ``previous_response_not_found``
+   (smg-project/smg#916, bigduu/Bamboo-agent#64), as rule 2 answers it here. Codex sends
+   ``store: false`` on every call, with its whole history (docs/codex-contract.md §4): keeping
+   each call's megabytes it never asks for again cost more CPU than translating them
+   (notes/reqspeed.md).
 6. A whole answer (a JSON completion, or an SSE body read whole) is the stream it is
    equivalent to (core/completion.py): one function turns it into events, for the link and
    the addon alike.
@@ -42,16 +50,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitmrelay.models.responses import MessageItem, ResponsesRequest
+from mitmrelay.models.responses import ResponsesRequest
 
 from .attempts import AttemptPolicy, Decision, Failure, Step
 from .completion import completion_as_sse
 from .context import TranslationContext
 from .errors import ClientRequestError
-from .history import conversation_record, history_items
+from .history import conversation, history_items
 from .ledger import format_cost
 from .outcome import AttemptOutcome, ExchangeOutcome
-from .reasoning import ReasoningCarrier
+from .reasoning import ReasoningCarrier, scoped
 from .reasoning_recovery import (
     payload_record,
     restoration_keys,
@@ -216,7 +224,7 @@ class Exchange:
         items = self.request.input
         if isinstance(items, list):
             return [*self.history, *items]
-        return [*self.history, MessageItem(role="user", content=items)]
+        return [*self.history, {"role": "user", "content": items}]
 
     # ------------------------------------------------------------------ attempts
 
@@ -292,6 +300,7 @@ class Exchange:
             carrier=self.carrier,
             vision=target.vision,
             reasoning=target.reasoning,
+            origin=target.provider.name,
         )
         _bound_output(chat, target)
         call = UpstreamCall(index, target, chat, _dumps(chat), ctx)
@@ -307,7 +316,7 @@ class Exchange:
             created_at=int(self.started_at),
             new_id=self.new_id,
             reasoning_mode=self.reasoning_mode,
-            carrier=self.carrier,
+            carrier=scoped(self.carrier, call.label),
             profile=call.target.provider.profile,
             upstream=call.upstream,
         )
@@ -316,14 +325,15 @@ class Exchange:
 
     def records(self, response: Mapping[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
         """What to keep once the answer is in (key, record): the conversation under the
-        response id (for ``previous_response_id``), and each reasoning payload under the
-        serving provider's call ids and turn fingerprint (rule 5). Nothing for an answer that
-        did not complete."""
+        response id (for ``previous_response_id``; not for ``store: false``), and each
+        reasoning payload under the serving provider's call ids and turn fingerprint (rule 5).
+        Nothing for an answer that did not complete."""
         if not response or response.get("status") not in ("completed", "incomplete"):
             return []
         output = response["output"]
-        record, _ = conversation_record(self.input_items(), output)
-        out: list[tuple[str, dict[str, Any]]] = [(self.response_id, record)]
+        out: list[tuple[str, dict[str, Any]]] = []
+        if self.request.store is not False:
+            out.append((self.response_id, conversation(self.input_items(), output)))
         if self.carrier is None or not self.calls:
             return out
         call = self.calls[-1]

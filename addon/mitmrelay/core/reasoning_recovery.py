@@ -5,11 +5,15 @@ they produced. The sealed carrier brings it back whenever the relay emitted it; 
 thread began on another model or before the relay. Then the relay retries once, with a
 placeholder on every assistant tool-call message that has none (the remedy LiteLLM's DeepSeek
 adapter uses: BerriAI/litellm#26660). The wordings are the providers' own (providers.md §1.2).
+
+Both remedies return a new request and leave the one they were given as it was, without copying
+it: a Codex request is megabytes of messages and only a few assistant messages change, so the
+new request is a new top-level dict and ``messages`` list that share every message it does not
+change (a deep copy of a 2 MB request was 40 % of the relay's CPU for it: notes/link.md).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
@@ -41,19 +45,19 @@ def is_missing_reasoning_error(status: int, body: bytes) -> bool:
 def with_reasoning_placeholders(
     chat: dict[str, Any], field: str = "reasoning_content", placeholder: str = PLACEHOLDER
 ) -> tuple[dict[str, Any], int]:
-    """A copy of the Chat request with ``placeholder`` on every assistant tool-call message
-    lacking ``field``, and how many messages changed."""
-    healed = copy.deepcopy(chat)
+    """The Chat request with ``placeholder`` on every assistant tool-call message lacking
+    ``field``, and how many messages changed (``chat`` is left as it is)."""
+    messages = list(chat.get("messages", ()))
     changed = 0
-    for message in healed.get("messages", ()):
+    for n, message in enumerate(messages):
         if (
             message.get("role") == "assistant"
             and message.get("tool_calls")
             and not message.get(field)
         ):
-            message[field] = placeholder
+            messages[n] = {**message, field: placeholder}
             changed += 1
-    return healed, changed
+    return ({**chat, "messages": messages} if changed else chat), changed
 
 
 def payload_record(payload: ReasoningPayload) -> dict[str, Any]:
@@ -94,26 +98,41 @@ def with_restored_reasoning(
     lookup: Callable[[str], Mapping[str, Any] | None],
     field: str = "reasoning_content",
 ) -> tuple[dict[str, Any], int]:
-    """A copy of the Chat request where each assistant tool-call message that lacks reasoning
-    gets what the relay kept for it (``lookup`` -> a ``payload_record``): by its first call id,
-    else by its turn fingerprint (``"turn:" + turn_fingerprint(calls)``); and how many messages
-    changed. For clients that drop reasoning items (Codex replays them, and the sealed carrier
-    needs no map)."""
-    restored = copy.deepcopy(chat)
+    """The Chat request where each assistant tool-call message that lacks reasoning gets what
+    the relay kept for it (``lookup`` -> a ``payload_record``): by its first call id, else by
+    its turn fingerprint (``"turn:" + turn_fingerprint(calls)``); and how many messages
+    changed (``chat`` is left as it is). For clients that drop reasoning items (Codex replays
+    them, and the sealed carrier needs no map)."""
+    messages = list(chat.get("messages", ()))
     changed = 0
-    for message in restored.get("messages", ()):
+    for n, message in enumerate(messages):
         calls = message.get("tool_calls") if message.get("role") == "assistant" else None
-        if not calls or message.get(field, "").strip():
+        if not calls or (message.get(field) or "").strip():
             continue
         record = lookup(calls[0].get("id", "")) or lookup("turn:" + turn_fingerprint(calls))
-        if not record or not record.get("text"):
-            continue
-        message[field] = record["text"]
-        if record.get("details"):
-            message["reasoning_details"] = record["details"]
-        for call in calls:
-            signature = (record.get("signatures") or {}).get(call.get("id"))
-            if signature:
-                call["extra_content"] = {"google": {"thought_signature": signature}}
-        changed += 1
-    return restored, changed
+        if record and record.get("text"):
+            messages[n] = _restored(message, calls, record, field)
+            changed += 1
+    return ({**chat, "messages": messages} if changed else chat), changed
+
+
+def _restored(
+    message: Mapping[str, Any],
+    calls: list[Mapping[str, Any]],
+    record: Mapping[str, Any],
+    field: str,
+) -> dict[str, Any]:
+    """``message`` with a kept record's text, details and Gemini signatures (on new call dicts:
+    the request's own are shared)."""
+    restored = {**message, field: record["text"]}
+    if record.get("details"):
+        restored["reasoning_details"] = record["details"]
+    signatures = record.get("signatures") or {}
+    if any(signatures.get(call.get("id")) for call in calls):
+        restored["tool_calls"] = [
+            {**call, "extra_content": {"google": {"thought_signature": signature}}}
+            if (signature := signatures.get(call.get("id")))
+            else call
+            for call in calls
+        ]
+    return restored

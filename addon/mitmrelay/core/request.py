@@ -6,11 +6,11 @@ handlers (``_ITEM_HANDLERS``) that append to a ``_Conversation``; a final pass
 result is plain dicts (no models), serialised by the caller.
 
 A long history is thousands of small items, so the per-item path stays cheap
-(``bench/request_translate.py``, "2000 short turns"): items and parts are told apart by their
-exact class (``type(x) is InputText``; the models have no subclasses), because ``isinstance``
-on a pydantic class that does not match goes through the ABC machinery (~0.3 µs, paid several
-times per item); reasoning waits for its assistant message as plain text unless a sealed
-payload came with it; tool names are resolved once per request (``NameTable``).
+(``bench/request_translate.py``, "2000 short turns"): items and content parts are the plain
+dicts validation made of them (models/responses.py), dispatched on their ``type`` string;
+reasoning waits for its assistant message as plain text unless a sealed payload came with it;
+tool names are resolved once per request (``NameTable``). Nothing here mutates an item: the
+same dicts are what a ``previous_response_id`` record keeps.
 
 Rules (each cites the fact it rests on):
 
@@ -31,7 +31,11 @@ Rules (each cites the fact it rests on):
    order: the sealed carrier's payload, ``reasoning_text`` content, the summary text. Gemini's
    thought signatures in a payload go back on their calls by call id, wherever the item stands
    in the input (the stream side seals a signature into a reasoning item before its call, or
-   after it when the signature came late: core/stream.py rule 5).
+   after it when the signature came late: core/stream.py rule 5). A payload goes whole only to
+   the provider that produced it (``origin``); any other gets its text alone, never its
+   ``reasoning_details`` (OpenRouter refuses encrypted details it did not issue:
+   docs/providers.md §1.2) nor its signatures (core/reasoning.py). A payload sealed before
+   origins were has none and goes whole, as it always did.
 5. Freeform (``custom``) tools become functions with one string parameter whose description
    carries the grammar, so the model writes a valid patch; namespaced tools get flattened,
    reversible names (core/toolnames.py); hosted tools are dropped, one log line each.
@@ -67,31 +71,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from mitmrelay.models.responses import (
-    AdditionalToolsItem,
-    CompactionItem,
-    CompactionTriggerItem,
     CustomTool,
-    CustomToolCallItem,
-    CustomToolCallOutputItem,
-    FunctionCallItem,
-    FunctionCallOutputItem,
     FunctionTool,
-    HostedTool,
-    InputImage,
-    InputItem,
-    InputText,
-    MessageItem,
     NamespaceTool,
-    OutputText,
-    ReasoningItem,
-    Refusal,
     ResponsesRequest,
-    ToolSearchCallItem,
-    ToolSearchOutputItem,
     ToolSearchTool,
-    UnknownItem,
-    UnknownPart,
-    UnknownTool,
     describe,
 )
 
@@ -173,7 +157,17 @@ class _Conversation:
     skipped: set[str] = field(default_factory=set)
     vision: bool = True  # rule 8
     thinks: bool = True  # rule 9
+    origin: str | None = None  # the provider this request goes to (rule 4); None: any
     searches: Discoveries = field(default_factory=Discoveries)
+
+    def opened(self, payload: ReasoningPayload) -> _Reasoning:
+        """What this request may send of a sealed payload (rule 4): all of it when this
+        provider produced it (or the caller or the payload names no provider), else its text."""
+        if self.origin is None or not payload.origin or payload.origin == self.origin:
+            if payload.signatures:
+                self.signatures.update(payload.signatures)
+            return payload
+        return payload.text
 
     def assistant_for_calls(self) -> dict[str, Any]:
         """The assistant message to add calls to: the last message when it is an assistant
@@ -189,7 +183,8 @@ class _Conversation:
         return last
 
     def new_assistant(self) -> dict[str, Any]:
-        """A new assistant message, carrying any pending reasoning."""
+        """A new assistant message, carrying any pending reasoning; its caller gives it text or
+        calls. (Reasoning with nothing after it is never attached: nothing is sent for it.)"""
         message: dict[str, Any] = {"role": "assistant", "content": None}
         if self.reasoning is not None:
             message["_reasoning"], self.reasoning = self.reasoning, None
@@ -197,59 +192,67 @@ class _Conversation:
         return message
 
 
-def _text_of(parts: str | Sequence[Any]) -> str:
+Item = Mapping[str, Any]  # a validated input item or content part (models/responses.py)
+# Content parts whose text the upstream reads; "refusal" holds it under its own name.
+_TEXT_PARTS = frozenset({"input_text", "output_text"})
+_KNOWN_PARTS = frozenset({*_TEXT_PARTS, "refusal", "input_image"})
+
+
+def _text_of(parts: str | Sequence[Item]) -> str:
     if isinstance(parts, str):
         return parts
     texts = []
     for part in parts:
-        kind = type(part)
-        if kind is InputText or kind is OutputText:
-            texts.append(part.text)
-        elif kind is Refusal:
-            texts.append(part.refusal)
+        kind = part["type"]
+        if kind in _TEXT_PARTS:
+            texts.append(part["text"])
+        elif kind == "refusal":
+            texts.append(part["refusal"])
     return "\n\n".join(texts)
 
 
-def _image_part(part: InputImage) -> dict[str, Any] | None:
-    if not part.image_url:
-        logger.info("input_image without image_url (file_id=%s) skipped", part.file_id)
+def _image_part(part: Item) -> dict[str, Any] | None:
+    url = part.get("image_url")
+    if not url:
+        logger.info("input_image without image_url (file_id=%s) skipped", part.get("file_id"))
         return None
-    image: dict[str, Any] = {"url": part.image_url}
+    image: dict[str, Any] = {"url": url}
     # Chat accepts auto/low/high; Codex's "original" (view_image) means full resolution.
-    if part.detail in ("auto", "low", "high"):
-        image["detail"] = part.detail
-    elif part.detail == "original":
+    detail = part.get("detail")
+    if detail in ("auto", "low", "high"):
+        image["detail"] = detail
+    elif detail == "original":
         image["detail"] = "high"
     return {"type": "image_url", "image_url": image}
 
 
-def _user_content(parts: str | Sequence[Any], vision: bool) -> str | list[dict[str, Any]]:
+def _user_content(parts: str | Sequence[Item], vision: bool) -> str | list[dict[str, Any]]:
     """Text only: one string. With images: Chat's list of parts (or, without vision, one string
     with a note where each image was: rule 8)."""
     if isinstance(parts, str):
         return parts
     texts = []
     for part in parts:
-        kind = type(part)
-        if kind is InputText or kind is OutputText:
-            texts.append(part.text)
-        elif kind is InputImage:
+        kind = part["type"]
+        if kind in _TEXT_PARTS:
+            texts.append(part["text"])
+        elif kind == "input_image":
             if vision:
                 return _mixed_content(parts)
             texts.append(IMAGE_OMITTED)
     return "\n\n".join(texts)
 
 
-def _mixed_content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
+def _mixed_content(parts: Sequence[Item]) -> str | list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for part in parts:
-        kind = type(part)
-        if kind is InputImage:
+        kind = part["type"]
+        if kind == "input_image":
             image = _image_part(part)
             if image:
                 out.append(image)
-        elif kind is InputText or kind is OutputText:
-            out.append({"type": "text", "text": part.text})
+        elif kind in _TEXT_PARTS:
+            out.append({"type": "text", "text": part["text"]})
     if all(p["type"] == "text" for p in out):  # every image lacked a URL
         return "\n\n".join(p["text"] for p in out)
     return out
@@ -258,11 +261,11 @@ def _mixed_content(parts: Sequence[Any]) -> str | list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- item handlers
 
 
-def _on_message(conv: _Conversation, item: MessageItem) -> None:
-    content, role = item.content, item.role
+def _on_message(conv: _Conversation, item: Item) -> None:
+    content, role = item["content"], item["role"]
     if not isinstance(content, str):
         for part in content:
-            if type(part) is UnknownPart:  # input_file, input_audio, ...: no Chat form here
+            if part["type"] not in _KNOWN_PARTS:  # input_file, input_audio, ...: no Chat form
                 _on_skip(conv, part)
     if role == "user":
         conv.reasoning = None  # reasoning never crosses a user turn
@@ -274,15 +277,17 @@ def _on_message(conv: _Conversation, item: MessageItem) -> None:
         conv.messages.append({"role": "system", "content": _text_of(content)})
 
 
-def _on_reasoning(conv: _Conversation, item: ReasoningItem) -> None:
+def _on_reasoning(conv: _Conversation, item: Item) -> None:
     reasoning: _Reasoning | None = None
-    if item.encrypted_content and conv.carrier is not None:
-        reasoning = conv.carrier.open(item.encrypted_content)
-        if reasoning is not None and reasoning.signatures:
-            conv.signatures.update(reasoning.signatures)
+    blob = item.get("encrypted_content")
+    if blob and conv.carrier is not None:
+        payload = conv.carrier.open(blob)
+        if payload is not None:
+            reasoning = conv.opened(payload)
     if reasoning is None:
-        text = "".join([p.text for p in item.content]) if item.content else ""
-        reasoning = text or "\n".join([p.text for p in item.summary])
+        content = item.get("content")
+        text = "".join([p["text"] for p in content]) if content else ""
+        reasoning = text or "\n".join([p["text"] for p in item.get("summary") or ()])
     # Two reasoning items in a row: keep both, in order.
     conv.reasoning = _joined(conv.reasoning, reasoning)
 
@@ -324,29 +329,28 @@ def _call(conv: _Conversation, call_id: str, name: str, arguments: str) -> None:
         calls.append(call)
 
 
-def _on_function_call(conv: _Conversation, item: FunctionCallItem) -> None:
-    _call(conv, item.call_id, conv.names.add(item.name, item.namespace), item.arguments)
+def _on_function_call(conv: _Conversation, item: Item) -> None:
+    name = conv.names.add(item["name"], item.get("namespace"))
+    _call(conv, item["call_id"], name, item.get("arguments", ""))
 
 
-def _on_custom_call(conv: _Conversation, item: CustomToolCallItem) -> None:
+def _on_custom_call(conv: _Conversation, item: Item) -> None:
     # The upstream saw this tool as a function with one string parameter (rule 5).
-    name = conv.names.add(item.name, item.namespace)
+    name = conv.names.add(item["name"], item.get("namespace"))
     origin = conv.origins.get(name)
-    param = origin.input_param if origin is not None else ToolOrigin(item.name).input_param
-    _call(conv, item.call_id, name, json.dumps({param: item.input}, ensure_ascii=False))
+    param = origin.input_param if origin is not None else ToolOrigin(item["name"]).input_param
+    _call(conv, item["call_id"], name, json.dumps({param: item["input"]}, ensure_ascii=False))
 
 
-def _on_output(
-    conv: _Conversation, item: FunctionCallOutputItem | CustomToolCallOutputItem
-) -> None:
+def _on_output(conv: _Conversation, item: Item) -> None:
     _close_calls(conv)
-    output, call_id = item.output, item.call_id
+    output, call_id = item["output"], item["call_id"]
     images: list[dict[str, Any]] = []
     if isinstance(output, str):
         content = output
     elif conv.vision:
         content = _text_of(output)
-        images = [img for p in output if type(p) is InputImage if (img := _image_part(p))]
+        images = [img for p in output if p["type"] == "input_image" if (img := _image_part(p))]
     else:  # rule 8: a note where each image was, in order
         content = _user_content(output, vision=False)
     if call_id in conv.outputs:
@@ -362,37 +366,40 @@ def _close_calls(conv: _Conversation) -> None:
         conv.messages[-1]["_closed"] = True
 
 
-def _on_search_call(conv: _Conversation, item: ToolSearchCallItem) -> None:
+def _on_search_call(conv: _Conversation, item: Item) -> None:
     # A call of the search function the upstream was offered (core/tool_search.py rule 2).
     # Without a call_id the provider ran the search: nothing the upstream called.
-    if item.call_id is not None:
-        conv.searches.add_call(item.call_id, item.arguments)
-        _call(conv, item.call_id, SEARCH_FUNCTION_NAME, history_arguments(item.arguments))
+    call_id, arguments = item.get("call_id"), item.get("arguments")
+    if call_id is not None:
+        conv.searches.add_call(call_id, arguments)
+        _call(conv, call_id, SEARCH_FUNCTION_NAME, history_arguments(arguments))
 
 
-def _on_search_output(conv: _Conversation, item: ToolSearchOutputItem) -> None:
+def _on_search_output(conv: _Conversation, item: Item) -> None:
     # Its answer is written once every search is known (``_offer_found``): whether a found
     # tool is offered depends on the searches after it (core/tool_search.py rules 3-4).
-    if item.call_id in conv.outputs:
-        logger.info("second output for call %s dropped", item.call_id)
+    call_id = item.get("call_id")
+    if call_id in conv.outputs:
+        logger.info("second output for call %s dropped", call_id)
         return
-    conv.searches.add_output(item.call_id, item.tools)
-    if item.call_id is not None:
+    conv.searches.add_output(call_id, item.get("tools") or [])
+    if call_id is not None:
         _close_calls(conv)
-        conv.outputs[item.call_id] = {"role": "tool", "tool_call_id": item.call_id}
+        conv.outputs[call_id] = {"role": "tool", "tool_call_id": call_id}
 
 
-def _on_additional_tools(conv: _Conversation, item: AdditionalToolsItem) -> None:
+def _on_additional_tools(conv: _Conversation, item: Item) -> None:
     """Nothing to do in the item pass: ``translate_request`` reads these tools first, so calls
     in the history resolve to the names the tools were given."""
 
 
-def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
+def _on_compaction(conv: _Conversation, item: Item) -> None:
     # A compaction item the relay sealed stands for the history it summarised: open it into
     # the message Codex itself writes after a local compaction (core/compaction.py).
     summary = None
-    if item.encrypted_content and conv.carrier is not None:
-        summary = conv.carrier.open_compaction(item.encrypted_content)
+    blob = item.get("encrypted_content")
+    if blob and conv.carrier is not None:
+        summary = conv.carrier.open_compaction(blob)
     if summary is None:
         logger.info("compaction item not made by this relay (or altered); skipped")
         return
@@ -400,26 +407,27 @@ def _on_compaction(conv: _Conversation, item: CompactionItem) -> None:
     conv.messages.append(summary_message(summary))
 
 
-def _on_skip(conv: _Conversation, item: Any) -> None:
-    kind = getattr(item, "type", "?")
+def _on_skip(conv: _Conversation, item: Item) -> None:
+    kind = item.get("type", "?")
     if kind not in conv.skipped:
         conv.skipped.add(kind)
         logger.info("input of type %r has no Chat Completions form; skipped", kind)
 
 
-_ITEM_HANDLERS: dict[type, Callable[[_Conversation, Any], None]] = {
-    MessageItem: _on_message,
-    ReasoningItem: _on_reasoning,
-    FunctionCallItem: _on_function_call,
-    CustomToolCallItem: _on_custom_call,
-    FunctionCallOutputItem: _on_output,
-    CustomToolCallOutputItem: _on_output,
-    AdditionalToolsItem: _on_additional_tools,
-    CompactionItem: _on_compaction,
-    CompactionTriggerItem: _on_skip,
-    ToolSearchCallItem: _on_search_call,
-    ToolSearchOutputItem: _on_search_output,
-    UnknownItem: _on_skip,
+# Keyed by an item's type (a typeless item is a message); a type not here (UnknownItem) is
+# skipped like the trigger.
+_ITEM_HANDLERS: dict[str, Callable[[_Conversation, Item], None]] = {
+    "message": _on_message,
+    "reasoning": _on_reasoning,
+    "function_call": _on_function_call,
+    "custom_tool_call": _on_custom_call,
+    "function_call_output": _on_output,
+    "custom_tool_call_output": _on_output,
+    "additional_tools": _on_additional_tools,
+    "compaction": _on_compaction,
+    "compaction_trigger": _on_skip,
+    "tool_search_call": _on_search_call,
+    "tool_search_output": _on_search_output,
 }
 
 
@@ -440,13 +448,10 @@ def _ordered(conv: _Conversation) -> list[dict[str, Any]]:
         message.pop("_closed", None)
         reasoning: _Reasoning | None = message.pop("_reasoning", None)
         _place_reasoning(message, reasoning, profile, conv.thinks)
+        out.append(message)  # an assistant message has text or calls (``new_assistant``)
         calls = message.get("tool_calls")
         if not calls:
-            if message.get("content") is not None:
-                out.append(message)
-            # else: reasoning with nothing after it: nothing to send
             continue
-        out.append(message)
         for call in calls:
             call_id = call["id"]
             if signatures and call_id in signatures:
@@ -495,9 +500,7 @@ def _place_reasoning(
     """Fills the message's reasoning fields (rule 4)."""
     text = _text(reasoning) if reasoning is not None else ""
     if profile.thinking_chunks and text and thinks:
-        content = message["content"]
-        if content is not None or message.get("tool_calls"):  # else nothing is sent (_ordered)
-            message["content"] = _thinking_content(text, content)
+        message["content"] = _thinking_content(text, message["content"])
     field_name = profile.reasoning_replay
     if field_name == "none":
         return
@@ -675,7 +678,7 @@ def _translate_tools(
                     },
                 }
             )
-        elif isinstance(tool, HostedTool | UnknownTool | ToolSearchTool):
+        else:  # hosted, unknown, or a tool_search the provider would run
             logger.info(
                 "tool of type %r has no Chat Completions form; not sent upstream", tool.type
             )
@@ -775,11 +778,12 @@ def translate_request(
     *,
     upstream_model: str,
     profile: Profile = GENERIC,
-    history: Sequence[InputItem] = (),
+    history: Sequence[Item] = (),
     carrier: ReasoningCarrier | None = None,
     vision: bool | None = None,
     reasoning: bool | None = None,
     max_tools: int = DEFAULT_MAX_TOOLS,
+    origin: str | None = None,
 ) -> tuple[dict[str, Any], TranslationContext]:
     """The Chat Completions request (a JSON-ready dict) and the context for the answer.
 
@@ -788,21 +792,27 @@ def translate_request(
     default): without vision every image becomes a text note (rule 8); a model that does not
     reason gets no thinking switches and no reasoning placeholders (rule 9). ``max_tools``
     bounds the tools sent upstream once deferred tools found by ``tool_search`` join them (the
-    client's own tools are always sent). Raises ``ClientRequestError`` for requests that cannot
-    be translated (tool-name or tool-call-id collisions).
+    client's own tools are always sent). ``origin`` names the provider the request goes to
+    (a route's provider name): sealed reasoning another provider produced goes as its text
+    alone (rule 4); None sends every payload whole. Raises ``ClientRequestError`` for requests
+    that cannot be translated (tool-name or tool-call-id collisions).
     """
     vision = profile.vision if vision is None else vision
     thinks = profile.reasoning if reasoning is None else reasoning
     names = NameTable(profile.max_tool_name_len)
     origins: dict[str, ToolOrigin] = {}
-    conv = _Conversation(profile, carrier, names, origins, vision=vision, thinks=thinks)
+    conv = _Conversation(
+        profile, carrier, names, origins, vision=vision, thinks=thinks, origin=origin
+    )
     if req.instructions:
         conv.messages.append({"role": "system", "content": req.instructions})
-    items = (
-        req.input if isinstance(req.input, list) else [MessageItem(role="user", content=req.input)]
+    items: Sequence[Item] = (
+        req.input if isinstance(req.input, list) else [{"role": "user", "content": req.input}]
     )
     # Tools first, so calls in the history resolve to the names the tools were given.
-    extra_tools = [t for i in items if type(i) is AdditionalToolsItem for t in i.tools]
+    extra_tools = [
+        t for i in items if i.get("type") == "additional_tools" for t in i.get("tools") or ()
+    ]
     tools = _translate_tools(
         [*(req.tools or ()), *extra_tools], names, origins, strict=profile.accepts_strict_tools
     )
@@ -812,15 +822,15 @@ def translate_request(
             f"upstream function {SEARCH_FUNCTION_NAME!r}; rename the tool",
             param="tools",
         )
-    handlers = _ITEM_HANDLERS
+    handler = _ITEM_HANDLERS.get
     for item in chain(history, items):
-        handlers[type(item)](conv, item)
+        handler(item.get("type", "message"), _on_skip)(conv, item)
     if conv.searches:
         tools += _offer_found(conv, tools, max_tools)
 
     # Remote compaction (contract §9): the input ends with a compaction_trigger; the upstream is
     # asked for a handoff summary with Codex's own prompt, and no tools.
-    compaction = bool(items) and isinstance(items[-1], CompactionTriggerItem)
+    compaction = bool(items) and items[-1].get("type") == "compaction_trigger"
     if compaction:
         conv.messages.append({"role": "user", "content": COMPACTION_PROMPT})
         tools = []

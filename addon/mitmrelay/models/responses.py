@@ -2,27 +2,38 @@
 
 Validated once, at the edge, with ``ResponsesRequest.model_validate_json`` (pydantic's fastest
 path). Unknown fields are kept (``extra="allow"``): a new Codex release adding a field must not
-break the relay. Unknown item, content-part and tool types fall to ``Unknown*`` models: they are
+break the relay. Unknown item, content-part and tool types fall to ``Unknown*`` shapes: they are
 kept, logged once by the translator, and skipped.
 
-Every union of typed models (items, content parts, tools) is built by ``_union`` with two
-branches, tried in order:
+Two kinds of shape, by how many a request holds:
 
-- fast: the known models behind pydantic's own ``type`` discriminator, which pydantic-core reads
+- the request itself and its tools (tens per request) are pydantic models: attributes, defaults,
+  ``model_dump`` for the response's echo;
+- input items and their content parts (a long history holds ten thousand) are ``TypedDict``
+  shapes: pydantic validates them just as strictly, from the raw JSON in Rust, but each becomes
+  one plain ``dict`` of the fields sent (extras kept, no defaults filled in), where a model costs
+  an instance, its ``__dict__``, a ``model_fields_set`` set and an extras dict. That was ~48 000
+  objects for a history of 10 000 short items, built and then traversed by Python's cyclic GC
+  while young (``bench/request_translate.py``, "2000 short turns"). Readers use ``.get`` for
+  optional fields, and ``item.get("type", "message")``: only a typeless message has none. The
+  history a ``previous_response_id`` continues is plain JSON of the same shapes
+  (core/history.py), so the translator reads stored and new items alike.
+
+Every union (items, content parts, tools) is built by ``_union`` with two branches, tried in
+order:
+
+- fast: the known shapes behind pydantic's own ``type`` discriminator, which pydantic-core reads
   from the raw JSON in Rust;
-- tolerant: the same models plus the ``Unknown*`` catch-all behind a Python discriminator, which
+- tolerant: the same shapes plus the ``Unknown*`` catch-all behind a Python discriminator, which
   also makes a typeless item with a role a message (OpenAI's EasyInputMessage).
 
 Only the tolerant branch could keep unknown types, but a Python discriminator costs: pydantic
 must turn each value into Python objects just to call it, which made validation ~1.3x slower on
-a history of many small items (``bench/request_translate.py``). The fast branch accepts a subset
-of what the tolerant one accepts, through the same models, so when it succeeds the result is the
-one the tolerant branch would give; when it fails (unknown or missing type, invalid value) the
-tolerant branch decides, for that value only. So there is one set of classes whichever branch
-validated, and a request with one unknown part pays the slow path for that part alone (a
-fallback for the whole request would need a second set of container models). When both fail,
-``describe`` reports the tolerant branch's errors: the message is the one it always was.
-tests/core/test_fast_path.py checks that the branches agree.
+a history of many small items. The fast branch accepts a subset of what the tolerant one
+accepts, through the same shapes, so when it succeeds the result is the one the tolerant branch
+would give; when it fails (unknown or missing type, invalid value) the tolerant branch decides,
+for that value only. When both fail, ``describe`` reports the tolerant branch's errors: the
+message is the one it always was. tests/core/test_fast_path.py checks that the branches agree.
 
 ``field_path`` turns a pydantic error location into the path a user can find in their request
 (``input[3].content[0].image_url``).
@@ -49,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, Union, get_args, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -60,15 +71,26 @@ from pydantic import (
     StringConstraints,
     Tag,
     ValidationError,
-    field_validator,
+    with_config,
 )
 from pydantic_core import PydanticCustomError
 
+# NaN and Infinity parse from JSON (pydantic-core accepts them) but are not JSON: sent on, they
+# would make the upstream body, or the Response echoed to Codex, unreadable.
+_EXTRA = ConfigDict(extra="allow", allow_inf_nan=False)
+
 
 class _Model(BaseModel):
-    # NaN and Infinity parse from JSON (pydantic-core accepts them) but are not JSON: sent on,
-    # they would make the upstream body, or the Response echoed to Codex, unreadable.
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    model_config = _EXTRA
+
+
+@with_config(_EXTRA)
+class _Shape(TypedDict):
+    """Base of the dict shapes (module docstring); subclasses inherit ``extra="allow"``."""
+
+
+# A model or a dict shape, as ``_union`` takes them.
+_Kind = type[_Model] | type[_Shape]
 
 
 # Labels of a union's two branches; they appear in error locations (``describe``).
@@ -102,6 +124,23 @@ def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
 JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
+def _known_scheme(url: str) -> str:
+    """``url`` if its scheme is one of ``IMAGE_URL_SCHEMES`` (module docstring)."""
+    scheme, colon, _ = url[:16].partition(":")
+    if colon and scheme.lower() in IMAGE_URL_SCHEMES:
+        return url
+    # Name the scheme, never the URL: it may be megabytes long or carry credentials.
+    shown = repr(scheme[:10]) if colon else "none"
+    raise PydanticCustomError(
+        "image_url_scheme",
+        "must be an http(s) URL or a data: URL (scheme {scheme})",
+        {"scheme": shown},
+    )
+
+
+ImageUrl = Annotated[str, AfterValidator(_known_scheme)]
+
+
 def _type_of(tags: dict[str, str], default: str | None) -> Callable[[Any], str]:
     """The tolerant branch's discriminator: the tag of a value's ``type``, ``default`` when it
     has none, ``unknown`` when it is not one of ``tags``."""
@@ -116,9 +155,7 @@ def _type_of(tags: dict[str, str], default: str | None) -> Callable[[Any], str]:
     return discriminate
 
 
-def _union(
-    models: dict[str, type[_Model]], unknown: type[_Model], default: str | None = None
-) -> Any:
+def _union(models: dict[str, _Kind], unknown: _Kind, default: str | None = None) -> Any:
     """``models`` (tag -> model, told apart by their ``Literal`` ``type`` field) and the
     ``unknown`` catch-all, as a fast branch then a tolerant one (module docstring). ``default``
     is the tag of a value without a ``type``."""
@@ -135,58 +172,46 @@ def _union(
     ]
 
 
-def _type_tags(models: dict[str, type[_Model]]) -> dict[str, str]:
+def _type_tags(models: dict[str, _Kind]) -> dict[str, str]:
     """``type`` value -> tag (several values share one tag: the hosted tools)."""
-    return {
-        value: tag
-        for tag, model in models.items()
-        for value in get_args(model.model_fields["type"].annotation)
-    }
+    return {value: tag for tag, model in models.items() for value in _literals(model)}
+
+
+def _literals(model: _Kind) -> tuple[str, ...]:
+    """The ``type`` values a model or shape takes (its ``Literal``, maybe ``NotRequired``)."""
+    if issubclass(model, BaseModel):
+        return get_args(model.model_fields["type"].annotation)
+    hint = get_type_hints(model)["type"]  # NotRequired[...] is stripped here
+    return get_args(hint)
 
 
 # ----------------------------------------------------------------------------- content parts
 
 
-class InputText(_Model):
+class InputText(_Shape):
     type: Literal["input_text"]
     text: str
 
 
-class InputImage(_Model):
+class InputImage(_Shape):
     type: Literal["input_image"]
-    image_url: str | None = None  # a data: URL (codex exec -i) or an http(s) URL
-    file_id: Identifier | None = None
-    detail: str | None = None  # "high" from -i, "original" from view_image (contract §5)
-
-    @field_validator("image_url")
-    @classmethod
-    def _known_scheme(cls, url: str | None) -> str | None:
-        if url is None:
-            return url
-        scheme, colon, _ = url[:16].partition(":")
-        if colon and scheme.lower() in IMAGE_URL_SCHEMES:
-            return url
-        # Name the scheme, never the URL: it may be megabytes long or carry credentials.
-        shown = repr(scheme[:10]) if colon else "none"
-        raise PydanticCustomError(
-            "image_url_scheme",
-            "must be an http(s) URL or a data: URL (scheme {scheme})",
-            {"scheme": shown},
-        )
+    image_url: NotRequired[ImageUrl | None]  # a data: URL (codex exec -i) or an http(s) URL
+    file_id: NotRequired[Identifier | None]
+    detail: NotRequired[str | None]  # "high" from -i, "original" from view_image (contract §5)
 
 
-class OutputText(_Model):
+class OutputText(_Shape):
     type: Literal["output_text"]
     text: str
-    annotations: list[Any] = Field(default_factory=list)
+    annotations: NotRequired[list[Any]]
 
 
-class Refusal(_Model):
+class Refusal(_Shape):
     type: Literal["refusal"]
     refusal: str
 
 
-class UnknownPart(_Model):
+class UnknownPart(_Shape):
     type: str
 
 
@@ -282,109 +307,109 @@ Tool = _union(
 # ----------------------------------------------------------------------------- input items
 
 
-class MessageItem(_Model):
-    type: Literal["message"] = "message"
+class MessageItem(_Shape):
+    type: NotRequired[Literal["message"]]  # absent: a typeless message (EasyInputMessage)
     role: Literal["user", "assistant", "system", "developer"]
     content: str | list[ContentPart]
-    id: Identifier | None = None
+    id: NotRequired[Identifier | None]
 
 
-class SummaryText(_Model):
-    type: Literal["summary_text"] = "summary_text"
+class SummaryText(_Shape):
+    type: NotRequired[Literal["summary_text"]]
     text: str
 
 
-class ReasoningText(_Model):
-    type: Literal["reasoning_text"] = "reasoning_text"
+class ReasoningText(_Shape):
+    type: NotRequired[Literal["reasoning_text"]]
     text: str
 
 
-class ReasoningItem(_Model):
+class ReasoningItem(_Shape):
     type: Literal["reasoning"]
-    id: Identifier | None = None
-    summary: list[SummaryText] = Field(default_factory=list)
-    content: list[ReasoningText] | None = None
-    encrypted_content: str | None = None
+    id: NotRequired[Identifier | None]
+    summary: NotRequired[list[SummaryText]]
+    content: NotRequired[list[ReasoningText] | None]
+    encrypted_content: NotRequired[str | None]
 
 
-class FunctionCallItem(_Model):
+class FunctionCallItem(_Shape):
     type: Literal["function_call"]
     call_id: Identifier
     name: Identifier
-    arguments: str = ""
-    namespace: Identifier | None = None
-    id: Identifier | None = None
+    arguments: NotRequired[str]
+    namespace: NotRequired[Identifier | None]
+    id: NotRequired[Identifier | None]
 
 
-class FunctionCallOutputItem(_Model):
+class FunctionCallOutputItem(_Shape):
     type: Literal["function_call_output"]
     call_id: Identifier
     output: str | list[ContentPart]
-    id: Identifier | None = None
+    id: NotRequired[Identifier | None]
 
 
-class CustomToolCallItem(_Model):
+class CustomToolCallItem(_Shape):
     type: Literal["custom_tool_call"]
     call_id: Identifier
     name: Identifier
     input: str
-    namespace: Identifier | None = None
-    id: Identifier | None = None
+    namespace: NotRequired[Identifier | None]
+    id: NotRequired[Identifier | None]
 
 
-class CustomToolCallOutputItem(_Model):
+class CustomToolCallOutputItem(_Shape):
     type: Literal["custom_tool_call_output"]
     call_id: Identifier
     output: str | list[ContentPart]
-    id: Identifier | None = None
+    id: NotRequired[Identifier | None]
 
 
-class CompactionItem(_Model):
+class CompactionItem(_Shape):
     """Remote compaction's opaque summary, replayed verbatim (contract §9)."""
 
     type: Literal["compaction"]
-    encrypted_content: str | None = None
-    id: Identifier | None = None
+    encrypted_content: NotRequired[str | None]
+    id: NotRequired[Identifier | None]
 
 
-class CompactionTriggerItem(_Model):
+class CompactionTriggerItem(_Shape):
     type: Literal["compaction_trigger"]
 
 
-class AdditionalToolsItem(_Model):
+class AdditionalToolsItem(_Shape):
     """Lite slugs move the tools into the first input item (contract §1.3)."""
 
     type: Literal["additional_tools"]
-    tools: list[Tool] = Field(default_factory=list)
-    role: str | None = None
-    id: Identifier | None = None
+    tools: NotRequired[list[Tool]]
+    role: NotRequired[str | None]
+    id: NotRequired[Identifier | None]
 
 
-class ToolSearchCallItem(_Model):
+class ToolSearchCallItem(_Shape):
     """A deferred-tools search the model asked for (docs/tool-search.md): ``arguments`` is a
     JSON object (``{"query", "limit"}``), not a string; ``call_id`` pairs it with its output."""
 
     type: Literal["tool_search_call"]
-    call_id: Identifier | None = None
-    execution: str | None = None
-    arguments: Any = None
-    status: str | None = None
-    id: Identifier | None = None
+    call_id: NotRequired[Identifier | None]
+    execution: NotRequired[str | None]
+    arguments: NotRequired[Any]
+    status: NotRequired[str | None]
+    id: NotRequired[Identifier | None]
 
 
-class ToolSearchOutputItem(_Model):
+class ToolSearchOutputItem(_Shape):
     """What Codex's search found: tool definitions (functions, namespaces of functions) the
     model may call from then on, although ``tools`` never lists them."""
 
     type: Literal["tool_search_output"]
-    call_id: Identifier | None = None
-    execution: str | None = None
-    status: str | None = None
-    tools: list[Tool] = Field(default_factory=list)
-    id: Identifier | None = None
+    call_id: NotRequired[Identifier | None]
+    execution: NotRequired[str | None]
+    status: NotRequired[str | None]
+    tools: NotRequired[list[Tool]]
+    id: NotRequired[Identifier | None]
 
 
-class UnknownItem(_Model):
+class UnknownItem(_Shape):
     type: str
 
 
