@@ -160,13 +160,6 @@ def test_hosted_tools_are_dropped_with_one_debug_line_each(kind, caplog):
     ]
 
 
-def test_tool_search_is_left_for_core_tool_search(caplog):
-    with caplog.at_level(logging.DEBUG, logger="mitmrelay.core.responses_wire.request"):
-        body, _ = clean("04-gpt-5.5-first-turn.request.json")
-    assert "tool_search" not in [t["type"] for t in body["tools"]]
-    assert any("tool_search" in r.getMessage() for r in caplog.records)
-
-
 def test_a_request_whose_tools_all_go_keeps_no_empty_tools_field():
     body, _ = clean(
         _request(USER, tools=[{"type": "web_search"}], tool_choice="auto", parallel_tool_calls=True)
@@ -211,8 +204,7 @@ def test_custom_calls_and_outputs_become_function_calls_and_outputs():
             "status": "completed",
             "action": {},
         },
-        {"type": "tool_search_call", "call_id": "s", "execution": "client", "arguments": {}},
-        {"type": "tool_search_output", "call_id": "s", "execution": "client", "tools": []},
+        {"type": "tool_search_call", "execution": "server", "arguments": {}},  # no call id
         {"type": "brand_new_item", "id": "x"},
     ],
 )

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from mitmrelay.core.tool_search import DEFAULT_MAX_TOOLS
+
 # How reasoning text is put back into a ``reasoning`` input item for a provider that did not
 # make it (its own items go back as it gave them): ``summary`` = OpenAI's reference shape (a
 # ``summary_text`` part), ``content`` = a ``reasoning_text`` part and an empty summary,
@@ -81,6 +83,9 @@ class ResponsesRules:
     instructions_field:  the provider reads ``instructions``; otherwise they become the first
                          input message.
     max_tool_name_len:   longer flattened names are shortened with a stable hash.
+    max_tools:           functions per request (namespaces opened); the tools Codex's
+                         ``tool_search`` found fill what the request's own leave
+                         (core/tool_search.py rule 4).
     """
 
     name: str = "generic"
@@ -96,6 +101,7 @@ class ResponsesRules:
     tool_choices: frozenset[str] = frozenset({"auto", "none", "required", "function"})
     instructions_field: bool = True
     max_tool_name_len: int = 64
+    max_tools: int = DEFAULT_MAX_TOOLS
 
 
 GENERIC = ResponsesRules()
