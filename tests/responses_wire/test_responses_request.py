@@ -745,7 +745,7 @@ def test_a_string_input_joined_by_history_becomes_items():
 
 @pytest.mark.parametrize("family", ["deepseek", "kimi"])
 def test_a_model_without_vision_gets_a_note_where_each_image_was(family):
-    from mitmrelay.core.responses_wire.request import IMAGE_OMITTED
+    from mitmrelay.core.request import IMAGE_OMITTED
 
     body, _ = clean("08-image-input.request.json", family, vision=False)
     sent = json.dumps(body)
@@ -759,6 +759,25 @@ def test_a_model_without_vision_gets_a_note_where_each_image_was(family):
 def test_a_model_with_vision_gets_the_images():
     body, _ = clean("08-image-input.request.json", "kimi")
     assert "data:image" in json.dumps(body)
+
+
+LINKED = {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "auto"}
+FILED = {"type": "input_image", "file_id": "file-abc", "detail": "auto"}
+
+
+@pytest.mark.parametrize(("family", "linked_goes"), [("kimi", False), ("generic", True)])
+def test_an_image_the_provider_cannot_fetch_becomes_a_note(family, linked_goes):
+    from mitmrelay.core.responses_wire.request import IMAGE_UNREACHABLE
+
+    message = {"type": "message", "role": "user", "content": [LINKED, FILED]}
+    output = {"type": "function_call_output", "call_id": "c", "output": [LINKED]}
+    call = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}
+    body, _ = clean(_request(message, call, output), family)
+    parts = _items(body)[0]["content"]
+    assert parts[1] == {"type": "input_text", "text": IMAGE_UNREACHABLE}  # no provider has it
+    assert (parts[0] == LINKED) is linked_goes
+    assert ("example.com" in json.dumps(_items(body)[2:])) is linked_goes
+    assert FakeResponses(family).validate(body) is None
 
 
 def test_text_between_a_turns_reasoning_and_its_calls_needs_no_placeholder():

@@ -33,7 +33,9 @@ Rules (each cites the fact it rests on; the switches are ``ResponsesRules`` rows
 3. Items the row does not take: custom calls and outputs become function calls and outputs
    (arguments ``{"input": <raw text>}``); namespaced calls get their flat name; compaction
    items and hosted or unknown items are dropped, one DEBUG line per kind. For a model without
-   vision each image (in a message or a tool output) becomes a short note, as on the Chat wire.
+   vision each image (in a message or a tool output) becomes a short note, as on the Chat wire;
+   so does an image the provider cannot fetch: a URL whose scheme its row does not take (Kimi
+   reads data URLs only) or an OpenAI ``file_id``, which no other provider can resolve.
 4. Reasoning items (reasoning_items.py): a blob the relay sealed for *this* provider opens into
    the provider's own item; any other reasoning (another provider's sealed blob, OpenAI's
    ``gAAAA…``, plain text) goes on as its readable text alone, in the row's form. A foreign
@@ -70,7 +72,7 @@ from mitmrelay.core.compaction import COMPACTION_PROMPT, SUMMARY_PREFIX
 from mitmrelay.core.context import ToolKind, ToolOrigin, TranslationContext
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.reasoning import ReasoningCarrier
-from mitmrelay.core.request import MISSING_OUTPUT
+from mitmrelay.core.request import IMAGE_OMITTED, MISSING_OUTPUT
 from mitmrelay.core.tool_search import (
     SEARCH_FUNCTION_NAME,
     Discoveries,
@@ -89,9 +91,13 @@ logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 
-# What a model without vision gets where an image was: the Chat wire's note (core/request.py,
-# its rule 8), so a thread reads the same on either wire. Never sent, never a failure.
-IMAGE_OMITTED = "(an image was attached here; this model cannot see images, so it was left out)"
+# What a model without vision gets where an image was: the Chat wire's note (core/request.py
+# rule 8), so a thread reads the same on either wire. Never sent, never a failure. An image
+# the provider cannot fetch (a URL scheme its row does not take, an OpenAI file id) gets its
+# own note.
+IMAGE_UNREACHABLE = (
+    "(an image was attached here by a reference this provider cannot fetch, so it was left out)"
+)
 
 # Codex-internal bookkeeping on items of its built-in provider (docs/codex-contract.md §5,
 # "ignore it"); strict schemas reject unknown keys, so it never goes upstream.
@@ -289,8 +295,8 @@ def _message(c: _Cleanup, item: Item) -> list[Item]:
     if not _CODEX_ONLY_KEYS.isdisjoint(item):
         item = {k: v for k, v in item.items() if k not in _CODEX_ONLY_KEYS}
     content = item.get("content")
-    if not c.vision and isinstance(content, list) and _has_image(content):
-        item = {**item, "content": _images_noted(content)}
+    if isinstance(content, list) and _has_image(content):
+        item = {**item, "content": _images_noted(c, content)}
     return [item]
 
 
@@ -298,10 +304,27 @@ def _has_image(parts: list[Any]) -> bool:
     return any(isinstance(p, Mapping) and p.get("type") == "input_image" for p in parts)
 
 
-def _images_noted(parts: list[Any]) -> list[Any]:
-    """Rule 3's vision case: each image part replaced by the note, in place."""
-    note = {"type": "input_text", "text": IMAGE_OMITTED}
-    return [note if isinstance(p, Mapping) and p.get("type") == "input_image" else p for p in parts]
+def _image_note(c: _Cleanup, part: Any) -> str | None:
+    """Rule 3: the note that stands for an image part the model cannot have, else None."""
+    if not isinstance(part, Mapping) or part.get("type") != "input_image":
+        return None
+    if not c.vision:
+        return IMAGE_OMITTED
+    url = part.get("image_url")
+    scheme = url.partition(":")[0].lower() if isinstance(url, str) else ""
+    return None if scheme in c.rules.image_sources else IMAGE_UNREACHABLE
+
+
+def _images_noted(c: _Cleanup, parts: list[Any]) -> list[Any]:
+    """Rule 3's images: each one the model cannot have replaced by its note, in place; the
+    list itself when every image can go."""
+    notes = [_image_note(c, p) for p in parts]
+    if not any(notes):
+        return parts
+    return [
+        p if n is None else {"type": "input_text", "text": n}
+        for p, n in zip(parts, notes, strict=True)
+    ]
 
 
 def _call_name(item: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -360,9 +383,11 @@ def _call_output(c: _Cleanup, item: Item) -> list[Item]:
             "output": item.get("output"),
         }
     output = item.get("output")
-    if not c.vision and isinstance(output, list) and _has_image(output):
-        output = _images_noted(output)
-        item = {**item, "output": output}
+    if isinstance(output, list) and _has_image(output):
+        noted = _images_noted(c, output)
+        if noted is not output:
+            output = noted
+            item = {**item, "output": output}
     if isinstance(output, list) and not c.rules.tool_output_parts:
         texts = [
             p["text"] for p in output if isinstance(p, Mapping) and isinstance(p.get("text"), str)

@@ -83,6 +83,8 @@ class ResponsesRules:
     instructions_field:  the provider reads ``instructions``; otherwise they become the first
                          input message.
     max_tool_name_len:   longer flattened names are shortened with a stable hash.
+    image_sources:       URL schemes of ``input_image`` parts the provider fetches; any other
+                         image (another scheme, an OpenAI ``file_id``) becomes a note.
     max_tools:           functions per request (namespaces opened); the tools Codex's
                          ``tool_search`` found fill what the request's own leave
                          (core/tool_search.py rule 4).
@@ -102,6 +104,7 @@ class ResponsesRules:
     instructions_field: bool = True
     max_tool_name_len: int = 64
     max_tools: int = DEFAULT_MAX_TOOLS
+    image_sources: frozenset[str] = frozenset({"data", "http", "https"})
 
 
 GENERIC = ResponsesRules()
@@ -147,6 +150,8 @@ KIMI = ResponsesRules(
     tool_choices=frozenset({"auto"}),
     efforts=LOW_HIGH_MAX,
     text_formats=frozenset({"json_schema"}),
+    # Same page: images are data URLs only (Codex sends them so: `-i`, view_image).
+    image_sources=frozenset({"data"}),
 )
 GLM = ResponsesRules(
     name="glm",
