@@ -306,3 +306,11 @@ def test_each_wire_maps_its_own_error_answers():
         {"error": {"code": "invalid_prompt", "message": "Invalid"}, "error_type": "rate_limit"}
     ).encode()
     assert RESPONSES.map_error(429, {"retry-after": "3"}, raw, upstream="u").retry_after_s == 3
+
+
+def test_a_short_rate_limit_waits_and_repeats_the_same_responses_request():
+    ex = exchange(retry_wait_s=2.0)
+    first = ex.first_call()
+    raw = json.dumps({"error": {"message": "slow down"}}).encode()
+    failure = Failure(429, map_http_error(429, {"retry-after": "1"}, raw, upstream="u"), raw)
+    assert ex.next_call(failure) == (1.0, first)
