@@ -1,7 +1,7 @@
 """CPU of a real mitmdump per streamed upstream event: the relay vs a plain mitmdump passing the
 same Chat stream through untouched, measured in the same run.
 
-    .venv/bin/python bench/relay_cpu.py [--events 2000] [--repeat 5] [--no-profile]
+    .venv/bin/python bench/relay_cpu.py [--events 2000] [--repeat 5] [--no-profile] [--responses]
 
 A paced streaming server in this process sends a Chat Completions SSE stream of ``--events``
 text deltas (DeepSeek's chunk JSON), one TCP write per event, 1 ms apart, so that the proxy
@@ -15,12 +15,20 @@ per event). Two set-ups, each a real mitmdump subprocess on its own port:
   (link/), which translates the stream and hands mitmproxy the Responses events to carry.
   The profile at the end splits the relay's time between the link's loop and the translator.
 
+With ``--responses``, the same for the Responses wire (core/wires.py), in the same run: the
+server answers ``/responses`` with a Responses stream of as many text deltas (DeepSeek's
+dialect, ``bench/responses_wire.py``), passed through by the plain mitmdump as its own
+baseline, and normalised by a relay whose routes file puts that provider on
+``wire = "responses"``. Each relay's ratio is against the pass-through of its own stream; the
+two relays can then be compared with each other too.
+
 CPU is the mitmdump process's own (utime + stime, read with ns precision from its process CPU
 clock; ``/proc/<pid>/stat`` gives the same in 10 ms ticks). Each figure is marginal: CPU of a
 long stream minus CPU of a ``SHORT``-event stream through the same proxy, divided by the
 difference in events, so per-request costs (connections, request translation, hooks, log
 lines) cancel. Repeated ``--repeat`` times, interleaved; medians (min-max) are printed.
-Finally (unless ``--no-profile``) one relay stream is run under cProfile (timing CPU, not wall
+Finally (unless ``--no-profile``) one relay stream (the Responses wire's with
+``--responses``) is run under cProfile (timing CPU, not wall
 time) inside mitmdump and
 its busy time (the event loop's idle ``epoll`` wait left out) is split by where it was spent;
 cProfile inflates call-heavy code, so these are rough shares, and a coroutine counts one call
@@ -48,7 +56,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from responses_wire import responses_stream  # noqa: E402
 from support.mitm import MITMDUMP, RELAY_SCRIPT, MitmRelay  # noqa: E402
 
 SHORT = 20  # events of the short stream whose CPU is subtracted
@@ -123,17 +133,26 @@ def events(n: int) -> list[bytes]:
     return [*body, *tail, b"e\r\ndata: [DONE]\n\n\r\n", b"0\r\n\r\n"]
 
 
+def responses_events(n: int) -> list[bytes]:
+    """A provider's Responses stream with ``n`` text deltas, one HTTP/1.1 chunk per event."""
+    return [b"%x\r\n%s\r\n" % (len(e), e) for e in responses_stream("text", n)] + [b"0\r\n\r\n"]
+
+
+STREAMS = {"chat": events, "responses": responses_events}
+
+
 class PacedUpstream:
-    """A Chat Completions server that answers every request with a stream of ``n`` events (set
-    before each request), one write each, GAP_S apart. Threaded and blocking: its pacing does
-    not depend on anyone's event loop."""
+    """A server that answers every request with a stream of ``n`` events (set before each
+    request), one write each, GAP_S apart: a Responses stream for a path ending in
+    ``/responses``, else a Chat Completions stream. Threaded and blocking: its pacing does not
+    depend on anyone's event loop."""
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.n = 0  # events of the next stream
         self.gap_s = GAP_S
-        self.streams: dict[int, list[bytes]] = {}
+        self.streams: dict[tuple[str, int], list[bytes]] = {}
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -149,14 +168,18 @@ class PacedUpstream:
     def _serve(self, conn: socket.socket) -> None:
         f = conn.makefile("rb")
         try:
-            while f.readline():
+            while line := f.readline():
+                wire = "responses" if line.split()[1].endswith(b"/responses") else "chat"
                 length = 0
                 while (header := f.readline()) not in (b"\r\n", b""):
                     name, _, value = header.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
                 f.read(length)
-                stream = self.streams.setdefault(self.n, events(self.n))
+                key = (wire, self.n)
+                if key not in self.streams:
+                    self.streams[key] = STREAMS[wire](self.n)
+                stream = self.streams[key]
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                     b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -181,8 +204,20 @@ def ticks_s(pid: int) -> float:
 
 
 class Setup:
-    def __init__(self, name: str, proxy: MitmRelay, path: str, body: bytes, tag: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        proxy: MitmRelay,
+        path: str,
+        body: bytes,
+        tag: str,
+        *,
+        wire: str = "chat",
+        baseline: str = "baseline",
+    ) -> None:
         self.name, self.proxy, self.path, self.body, self.tag = name, proxy, path, body, tag
+        self.wire = wire  # the stream the upstream sends
+        self.baseline = baseline  # the set-up whose CPU this one's ratio is against
         self.per_event: list[float] = []  # µs of CPU per event, one per run
         self.fixed: list[float] = []  # ms of CPU per request beyond its events
         self.gap: list[float] = []  # ms of wall time per event of the long stream
@@ -211,10 +246,13 @@ class Setup:
         time.sleep(SETTLE_S)
         cpu = cpu_s(self.pid) - before
         assert response.status == 200, (self.name, response.status, body[:500])
-        marker = (
-            b'"type":"response.output_text.delta"' if self.tag == "relay" else b'"content":" word'
-        )
-        assert body.count(marker) == n - 1, (self.name, n, body[-500:])
+        if self.wire == "responses":  # n deltas, through or normalised
+            marker, expected = b'"type":"response.output_text.delta"', n
+        elif self.tag == "relay":
+            marker, expected = b'"type":"response.output_text.delta"', n - 1
+        else:
+            marker, expected = b'"content":" word', n - 1
+        assert body.count(marker) == expected, (self.name, n, body[-500:])
         return cpu, wall
 
     def measure(self, up: PacedUpstream, n: int) -> None:
@@ -232,7 +270,7 @@ class Setup:
         self.call(up, n, "count")
         for line in self.proxy.log[mark:]:
             if "bench: " in line and " stream reads" in line:
-                return int(line.split("bench: ")[1].split()[0]) / len(events(n))
+                return int(line.split("bench: ")[1].split()[0]) / len(STREAMS[self.wire](n))
         raise RuntimeError(f"{self.name}: no read count in the log:\n{self.proxy.text()}")
 
 
@@ -244,6 +282,18 @@ def other_relay(tmp: Path, up: PacedUpstream, checkout: Path) -> MitmRelay:
     relay.args = [
         str(checkout / "addon" / "relay.py") if a == str(RELAY_SCRIPT) else a for a in relay.args
     ]
+    relay.args += ["-s", str(tmp / "probe.py")]
+    return relay
+
+
+def responses_relay(tmp: Path, up: PacedUpstream) -> MitmRelay:
+    """A relay whose routes file puts the server on the Responses wire (DeepSeek's row)."""
+    routes = tmp / "responses-routes.toml"
+    routes.write_text(
+        f'[providers.deepseek]\nbase_url = "{up.url}"\nprofile = "deepseek"\n'
+        'wire = "responses"\n\n[models.m]\nprovider = "deepseek"\n'
+    )
+    relay = MitmRelay(tmp / "responses-conf", "", options={"relay_routes": str(routes)})
     relay.args += ["-s", str(tmp / "probe.py")]
     return relay
 
@@ -313,11 +363,11 @@ def profile_report(profile: pstats.Stats, n: int) -> None:
 
     read = inclusive("link/connection.py", "data_received")
     hot = inclusive("link/call.py", "on_body")
-    feed = inclusive("core/stream.py", "feed")
+    feed = inclusive("core/stream.py", "feed") or inclusive("responses_wire/stream.py", "feed")
     print(
         f"  inclusive: the link's upstream reads (link/connection.py data_received) "
         f"{read / total:.0%}, of which the hot path (link/call.py on_body) {hot / total:.0%}, "
-        f"of which the translator (core/stream.py feed) {feed / total:.0%}"
+        f"of which the translator's feed {feed / total:.0%}"
     )
     print(f"  {'own':>6}{'calls/event':>20}  top functions of any package")
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])
@@ -332,6 +382,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--responses",
+        action="store_true",
+        help="also the Responses wire: its stream passed through, and normalised by a relay",
+    )
     parser.add_argument(
         "--gap-ms",
         type=float,
@@ -359,8 +414,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         plain, relay = proxies(Path(tmp), up)
         others = [other_relay(Path(tmp), up, checkout) for checkout in args.also]
+        wired = [responses_relay(Path(tmp), up)] if args.responses else []
         with contextlib.ExitStack() as running:
-            for proxy in (plain, relay, *others):
+            for proxy in (plain, relay, *others, *wired):
                 running.enter_context(proxy)
             setups = [
                 Setup("baseline", plain, "/v1/chat/completions", chat, "pass"),
@@ -370,6 +426,20 @@ def main() -> None:
                 Setup(f"relay@{c.name}", o, "/v1/responses", responses, "relay")
                 for c, o in zip(args.also, others, strict=True)
             ]
+            if wired:
+                pass_r = "pass-resp"
+                setups += [
+                    Setup(pass_r, plain, "/v1/responses", responses, "pass", wire="responses"),
+                    Setup(
+                        "relay-resp",
+                        wired[0],
+                        "/v1/responses",
+                        b'{"model":"m","input":"x","stream":true}',
+                        "relay",
+                        wire="responses",
+                        baseline=pass_r,
+                    ),
+                ]
             for s in setups:  # imports, caches, the link's upstream pool
                 s.call(up, 200)
                 s.call(up, SHORT)
@@ -386,10 +456,12 @@ def main() -> None:
                 k: (cpu_s(pid) - clock[k][0], ticks_s(pid) - clock[k][1]) for k, pid in pids.items()
             }
             if not args.no_profile:
-                setups[1].call(up, n, "profile")
+                profiled = setups[-1] if wired else setups[1]  # the Responses relay, if any
+                profiled.call(up, n, "profile")
                 profile = Path(tmp) / "relay.prof"
                 stats = pstats.Stats(str(profile)) if profile.exists() else None
 
+    by_name = {s.name: s for s in setups}
     base = statistics.median(setups[0].per_event)
     print(
         f"{n} text deltas, one write each, {up.gap_s * 1e3:g} ms apart; mitmdump's CPU per event, "
@@ -398,20 +470,26 @@ def main() -> None:
     )
     print(
         f"{'set-up':<11}{'reads/event':>12}{'µs/event':>10}{'(min-max)':>12}"
-        f"{'ratio':>8}{'+µs/event':>11}{'per request':>13}"
+        f"{'ratio':>8}{'+µs/event':>11}{'per request':>13}   (ratio and +µs: against the "
+        "pass-through of the same stream)"
     )
     for s in setups:
         med = statistics.median(s.per_event)
         spread = f"({min(s.per_event):.0f}-{max(s.per_event):.0f})"
         # Each run measures both set-ups back to back: the median of the per-run ratios is
         # steadier than the ratio of medians while other processes load the machine.
-        paired = statistics.median(
-            r / b for r, b in zip(s.per_event, setups[0].per_event, strict=True)
-        )
+        own = by_name[s.baseline]
+        paired = statistics.median(r / b for r, b in zip(s.per_event, own.per_event, strict=True))
         print(
             f"{s.name:<11}{reads[s.name]:>12.2f}{med:>10.1f}{spread:>12}{paired:>7.2f}x"
-            f"{med - base:>+11.1f}{statistics.median(s.fixed):>10.1f} ms"
+            f"{med - statistics.median(own.per_event):>+11.1f}"
+            f"{statistics.median(s.fixed):>10.1f} ms"
         )
+    if wired:
+        # The two wires' relays, each run paired with the other in the same round.
+        chat_relay, wire_relay = by_name["relay"].per_event, by_name["relay-resp"].per_event
+        versus = statistics.median(r / c for r, c in zip(wire_relay, chat_relay, strict=True))
+        print(f"relay-resp / relay (the Responses wire against the Chat wire): {versus:.2f}x")
     full = statistics.median(setups[1].per_event)
     print(
         f"relay - baseline = {full - base:+.1f} µs/event (link hop and translation); "

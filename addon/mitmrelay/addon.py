@@ -6,9 +6,10 @@ set. The hooks:
 
 - ``request``: is the flow ours (core/routing.py)? If it is a Responses call: parse it, find
   its plan in the routing table (the routes file, re-read when it changes), build the first
-  attempt's Chat request for that provider, and reroute the flow to the upstream link
-  (link.py), a loopback server that calls the provider with its key and, for a streamed call,
-  runs the ``StreamTranslator``: it answers unreachable, silent or cut upstreams with errors
+  attempt's request for that provider (a Chat request, or for a provider on the Responses wire
+  Codex's request cleaned up for it: core/wires.py), and reroute the flow to the upstream link
+  (link/), a loopback server that calls the provider with its key and, for a streamed call,
+  runs the attempt's translator: it answers unreachable, silent or cut upstreams with errors
   Codex understands and keeps Codex informed while the model thinks, which mitmproxy's own
   upstream connection cannot (mitmproxy-notes.md §5-§6). A failed attempt goes back to the
   exchange's retry/fallback policy. Fail closed: an exception answers locally, because
@@ -56,24 +57,23 @@ from .core import local_answers
 from .core.attempts import Failure
 from .core.bounds import Limits
 from .core.carrier import SealedReasoningCarrier
+from .core.client_request import ClientRequest
 from .core.errors import ClientRequestError
 from .core.exchange import (
     Exchange,
+    Translator,
     UpstreamCall,
     answer_events,
     client_only,
     comment,
     log_line,
     model_not_found,
-    previous_history,
     refused_outcome,
 )
 from .core.outcome import ExchangeOutcome
-from .core.request import parse_request
 from .core.routes import RouteTable
 from .core.routing import InterceptRule, Route, classify
-from .core.stream import StreamTranslator
-from .core.upstream_errors import MappedError, map_upstream_error
+from .core.upstream_errors import MappedError
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
 from .link import (
@@ -164,12 +164,13 @@ class _Flight:
     token: str
     client_request: http.Request  # as the client sent it, for mitmweb
     first_byte: float | None = None  # monotonic: the answer's headers reached mitmproxy
-    translator: StreamTranslator | None = None
+    translator: Translator | None = None
     error: MappedError | None = None  # the mapped upstream error the client got
 
 
 class Relay:
-    """Relay Codex's Responses API calls to the Chat Completions providers of a route table."""
+    """Relay Codex's Responses API calls to the providers of a route table, each on its wire
+    (Chat Completions, or the provider's own Responses API)."""
 
     def __init__(self) -> None:
         self.config: RelayConfig | None = None
@@ -437,8 +438,8 @@ class Relay:
                 body = flow.request.get_content()  # decodes gzip / br / zstd bodies
             except ValueError as e:
                 raise ClientRequestError(f"request body could not be decoded ({e})") from e
-            request = parse_request(body or b"")
-            client_model, stream = request.model, bool(request.stream)
+            request = ClientRequest.parse(body or b"", table.wires)
+            client_model, stream = request.model, request.stream
             plan = table.plan(request.model)
             if not plan:
                 raise model_not_found(request.model, table.names())
@@ -451,7 +452,7 @@ class Relay:
                 response_id=response_id,
                 started_at=started_at,
                 new_id=_id_maker(response_id),
-                history=previous_history(request, record),
+                previous=record,
                 carrier=self.carrier,
                 reasoning_mode=config.reasoning_mode,  # type: ignore[arg-type]
                 retry_wait_s=config.retry_wait_s,
@@ -593,7 +594,7 @@ class Relay:
             return
         call = exchange.calls[-1]
         if response.status_code >= 400:
-            mapped = map_upstream_error(
+            mapped = call.wire.map_error(
                 response.status_code,
                 dict(response.headers),
                 response.get_content(strict=False) or b"",
@@ -610,6 +611,7 @@ class Relay:
             response.get_content(strict=False) or b"",
             event_stream=response.headers.get("content-type", "").startswith("text/event-stream"),
             upstream=call.upstream,
+            wire=call.wire,
         )
         if exchange.stream:
             flow.response = http.Response.make(
@@ -727,6 +729,7 @@ def _attempt(exchange: Exchange, call: UpstreamCall) -> LinkAttempt:
         translator=exchange.translator(call) if exchange.stream else None,
         label=call.label,
         upstream=call.upstream,
+        wire=call.wire,
     )
 
 

@@ -29,7 +29,6 @@ from .core.routes import (
     parse_model_map,
     parse_routes,
     single_upstream_table,
-    unserved,
 )
 from .core.routing import DEFAULT_HOSTS, InterceptRule
 
@@ -307,11 +306,7 @@ class RoutesFile:
             raise ConfigError(str(e)) from e
 
     def _read(self) -> RouteTable:
-        table = parse_routes(self.path.read_bytes(), source=str(self.path), env=self._env)
-        error = unserved(table)
-        if error is not None:
-            raise error
-        return table
+        return parse_routes(self.path.read_bytes(), source=str(self.path), env=self._env)
 
     def check(self) -> tuple[RouteTable | None, str | None]:
         """``(table, None)`` when the file changed and its new table is in force now;

@@ -91,11 +91,11 @@ def test_bad_options_are_one_line(options, message):
     assert "\n" not in str(caught.value)
 
 
-def test_a_provider_on_an_unserved_wire_is_refused(tmp_path):
+def test_a_provider_on_the_responses_wire_is_served(tmp_path):
     path = tmp_path / "routes.toml"
     path.write_text(ROUTES.replace('api_key_env = "K1"', 'api_key_env = "K1"\nwire = "responses"'))
-    with pytest.raises(ConfigError, match=r"\[providers.one\] wire: \"responses\" is not served"):
-        config(relay_routes=str(path))
+    table = config(relay_routes=str(path)).routes_file.table
+    assert table.providers["one"].wire == "responses"
 
 
 def touch(path: Path, text: str, stamp: int) -> None:

@@ -336,9 +336,9 @@ BAD_FILES = {
         GOOD.replace("ALPHA_KEY", "NOT_EXPORTED_KEY"),
         "routes.toml: [providers.p] api_key_env: $NOT_EXPORTED_KEY is not set",
     ),
-    "responses-wire": (
-        GOOD.replace('api_key_env = "ALPHA_KEY"', 'api_key_env = "ALPHA_KEY"\nwire = "responses"'),
-        'routes.toml: [providers.p] wire: "responses" is not served',
+    "unknown-wire": (
+        GOOD.replace('api_key_env = "ALPHA_KEY"', 'api_key_env = "ALPHA_KEY"\nwire = "grpc"'),
+        'routes.toml: [providers.p] wire: "grpc" is not one of chat, responses',
     ),
 }
 

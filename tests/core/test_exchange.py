@@ -27,7 +27,6 @@ from mitmrelay.core.exchange import (
 from mitmrelay.core.history import conversation_record
 from mitmrelay.core.request import parse_request
 from mitmrelay.core.upstream_errors import map_transport_error, map_upstream_error
-from mitmrelay.models.responses import FunctionCallItem
 
 ENV = {"DS_KEY": "sk-ds-secret", "GROQ_KEY": "sk-groq-secret"}
 ROUTES = """
@@ -335,9 +334,9 @@ def test_a_store_false_request_keeps_no_conversation_but_its_reasoning():
 
 
 def test_the_conversation_continues_from_the_full_input():
-    ex = exchange(
-        history=[FunctionCallItem(type="function_call", call_id="c0", name="x", arguments="{}")]
-    )
+    call = {"type": "function_call", "call_id": "c0", "name": "x", "arguments": "{}"}
+    record, _ = conversation_record([], [call])
+    ex = exchange(request(previous_response_id="resp_before"), previous=record)
     assert [i.get("call_id") for i in ex.input_items()][:2] == ["c0", None]
     text_only = exchange(request(input="hello"))
     (item,) = text_only.input_items()

@@ -11,7 +11,6 @@ from mitmrelay.core.routes import (
     Secret,
     parse_routes,
     single_upstream_table,
-    unserved,
 )
 
 ENV = {"DEEPSEEK_API_KEY": "sk-deepseek-secret", "KIMI_API_KEY": "sk-kimi-secret"}
@@ -73,7 +72,7 @@ def test_the_issues_schema_is_read_into_frozen_tables():
     t = table()
     deepseek = t.providers["deepseek"]
     assert deepseek.base_url == "https://api.deepseek.com/v1"  # trailing slash dropped
-    assert deepseek.chat_url == "https://api.deepseek.com/v1/chat/completions"
+    assert deepseek.url == "https://api.deepseek.com/v1/chat/completions"
     assert deepseek.profile is PROFILES["deepseek"]  # guessed from the host
     assert deepseek.wire == "chat"
     assert deepseek.request_headers() == {
@@ -323,12 +322,12 @@ def test_bytes_that_are_not_utf8_are_one_line_too():
         parse_routes(b"\xff\xfe", source=SOURCE, env={})
 
 
-def test_the_responses_wire_is_accepted_but_not_served_yet():
+def test_a_provider_on_the_responses_wire_is_called_at_its_responses_path():
     t = table(MIN_PROVIDER + 'wire = "responses"\n' + MIN_MODEL)
-    assert t.providers["p"].wire == "responses"
-    error = unserved(t)
-    assert error is not None and "[providers.p] wire" in str(error)
-    assert unserved(table()) is None
+    provider = t.providers["p"]
+    assert provider.wire == "responses"
+    assert provider.url == provider.base_url + "/responses"
+    assert t.wires == {"responses"} and table().wires == {"chat"}
 
 
 def test_the_single_upstream_options_are_a_one_provider_table():

@@ -160,13 +160,6 @@ def test_hosted_tools_are_dropped_with_one_debug_line_each(kind, caplog):
     ]
 
 
-def test_tool_search_is_left_for_core_tool_search(caplog):
-    with caplog.at_level(logging.DEBUG, logger="mitmrelay.core.responses_wire.request"):
-        body, _ = clean("04-gpt-5.5-first-turn.request.json")
-    assert "tool_search" not in [t["type"] for t in body["tools"]]
-    assert any("tool_search" in r.getMessage() for r in caplog.records)
-
-
 def test_a_request_whose_tools_all_go_keeps_no_empty_tools_field():
     body, _ = clean(
         _request(USER, tools=[{"type": "web_search"}], tool_choice="auto", parallel_tool_calls=True)
@@ -211,8 +204,7 @@ def test_custom_calls_and_outputs_become_function_calls_and_outputs():
             "status": "completed",
             "action": {},
         },
-        {"type": "tool_search_call", "call_id": "s", "execution": "client", "arguments": {}},
-        {"type": "tool_search_output", "call_id": "s", "execution": "client", "tools": []},
+        {"type": "tool_search_call", "execution": "server", "arguments": {}},  # no call id
         {"type": "brand_new_item", "id": "x"},
     ],
 )
@@ -753,7 +745,7 @@ def test_a_string_input_joined_by_history_becomes_items():
 
 @pytest.mark.parametrize("family", ["deepseek", "kimi"])
 def test_a_model_without_vision_gets_a_note_where_each_image_was(family):
-    from mitmrelay.core.responses_wire.request import IMAGE_OMITTED
+    from mitmrelay.core.request import IMAGE_OMITTED
 
     body, _ = clean("08-image-input.request.json", family, vision=False)
     sent = json.dumps(body)
@@ -767,6 +759,25 @@ def test_a_model_without_vision_gets_a_note_where_each_image_was(family):
 def test_a_model_with_vision_gets_the_images():
     body, _ = clean("08-image-input.request.json", "kimi")
     assert "data:image" in json.dumps(body)
+
+
+LINKED = {"type": "input_image", "image_url": "https://example.com/cat.png", "detail": "auto"}
+FILED = {"type": "input_image", "file_id": "file-abc", "detail": "auto"}
+
+
+@pytest.mark.parametrize(("family", "linked_goes"), [("kimi", False), ("generic", True)])
+def test_an_image_the_provider_cannot_fetch_becomes_a_note(family, linked_goes):
+    from mitmrelay.core.responses_wire.request import IMAGE_UNREACHABLE
+
+    message = {"type": "message", "role": "user", "content": [LINKED, FILED]}
+    output = {"type": "function_call_output", "call_id": "c", "output": [LINKED]}
+    call = {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}
+    body, _ = clean(_request(message, call, output), family)
+    parts = _items(body)[0]["content"]
+    assert parts[1] == {"type": "input_text", "text": IMAGE_UNREACHABLE}  # no provider has it
+    assert (parts[0] == LINKED) is linked_goes
+    assert ("example.com" in json.dumps(_items(body)[2:])) is linked_goes
+    assert FakeResponses(family).validate(body) is None
 
 
 def test_text_between_a_turns_reasoning_and_its_calls_needs_no_placeholder():

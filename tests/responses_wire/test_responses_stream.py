@@ -631,6 +631,31 @@ def test_a_chat_translator_takes_over_a_normaliser_that_failed_before_output():
     assert evs[-1]["response"]["id"] == "resp_relay"
 
 
+@pytest.mark.parametrize("takes_over", ["normaliser", "chat"])
+def test_a_failed_attempts_withheld_terminal_event_leaves_no_gap_in_the_numbers(takes_over):
+    """The link withholds a replaceable attempt's response.failed (link/call.py rule 5): the
+    next attempt numbers its events from that event's number, so the client's sequence is
+    contiguous whichever wire takes over."""
+    failed = normaliser(ctx=CTX)
+    out = failed.feed(stream_for(Turn(status="failed"), "generic")) + failed.finish()
+    assert failed.done and not failed.has_output
+    shown = out[: out.rindex(b"event: response.failed")]  # what the client got
+    if takes_over == "chat":
+        nxt: Any = StreamTranslator(CTX, response_id="x", created_at=1, new_id=ids())
+        nxt.continue_from(failed)
+        rest = nxt.feed(
+            b'data: {"choices":[{"delta":{"content":"hi"},"finish_reason":"stop"}]}\n\n'
+        )
+    else:
+        nxt = normaliser(ctx=CTX)
+        nxt.continue_from(failed)
+        rest = nxt.feed(stream("generic", "text"))
+    evs = events(shown + rest + nxt.finish())
+    assert [e["sequence_number"] for e in evs] == list(range(len(evs)))
+    assert types(shown + rest).count("response.created") == 1
+    assert evs[-1]["type"] == "response.completed"
+
+
 def test_continue_from_refuses_an_attempt_with_output_or_a_started_normaliser():
     sent = normaliser(ctx=CTX)
     sent.feed(stream("generic", "text"))

@@ -603,6 +603,21 @@ def tool_choices(allowed: Iterable[str], refuse: Rejection) -> Check:
     return check
 
 
+def data_url_images(refuse: Callable[[str], Rejection]) -> Check:
+    """Kimi: an ``input_image`` must carry a data URL (platform.kimi.com/docs/api/responses)."""
+
+    def check(fake: FakeResponses, req: dict[str, Any]) -> Rejection | None:
+        for n, item in _items(req):
+            parts = item.get("content") if _kind(item) == "message" else item.get("output")
+            for part in parts if isinstance(parts, list) else ():
+                url = part.get("image_url") if isinstance(part, dict) else None
+                if part.get("type") == "input_image" and not str(url).startswith("data:"):
+                    return refuse(f"input[{n}]")
+        return None
+
+    return check
+
+
 def no_empty_tools(fake: FakeResponses, req: dict[str, Any]) -> Rejection | None:
     if req.get("tools") == []:  # docs/providers.md §1.5
         return Rejection(
@@ -703,6 +718,9 @@ def _kimi_checks() -> tuple[Check, ...]:
         ),
         tool_choices(
             {"auto"}, Rejection(400, _openai_error("tool_choice: only 'auto' is supported"))
+        ),
+        data_url_images(
+            lambda where: Rejection(400, _openai_error(f"{where}: image_url must be a data URL"))
         ),
         efforts(
             {"low", "high", "max"},

@@ -2,11 +2,11 @@
 
 Theory of operation
 -------------------
-The addon parses the request, finds its plan (core/routes.py) and fetches what the state
-store holds for it; everything it then decides lives here, in pure code that tests reach
-without a flow: which headers may reach a third-party upstream, the history a
-``previous_response_id`` continues, each attempt's upstream request (translated for that
-target's provider and profile), what the retry/fallback policy does with a failure
+The addon parses the request (core/client_request.py), finds its plan (core/routes.py) and
+fetches what the state store holds for it; everything it then decides lives here, in pure
+code that tests reach without a flow: which headers may reach a third-party upstream, the
+history a ``previous_response_id`` continues, each attempt's upstream request (translated for
+that target's provider, profile and wire), what the retry/fallback policy does with a failure
 (core/attempts.py), how a whole answer becomes events, what to remember once the answer is
 in, and the ``ExchangeOutcome`` the log line, mitmweb and the usage ledger read.
 
@@ -37,13 +37,21 @@ Rules:
    ``store: false`` on every call, with its whole history (docs/codex-contract.md §4): keeping
    each call's megabytes it never asks for again cost more CPU than translating them
    (notes/reqspeed.md).
-6. A whole answer (a JSON completion, or an SSE body read whole) is the stream it is
-   equivalent to (core/completion.py): one function turns it into events, for the link and
-   the addon alike.
+6. A whole answer (a JSON completion or Response, or an SSE body read whole) is the stream it
+   is equivalent to (core/wires.py ``as_sse``): one function turns it into events, for the
+   link and the addon alike.
+7. Each target is called on its provider's wire (core/wires.py): a Chat provider gets the
+   Chat translation (core/request.py) and its stream is translated (core/stream.py); a
+   Responses provider gets Codex's request cleaned up for its family
+   (core/responses_wire/request.py) and its stream normalised. The plan may mix wires: every
+   attempt is built for its own target, and either translator takes over the other's stream
+   (``continue_from``). A ``previous_response_id`` is expanded from the relay's own record on
+   both wires (response ids are the relay's, so no provider could resolve one).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -53,7 +61,7 @@ from typing import Any
 from mitmrelay.models.responses import ResponsesRequest
 
 from .attempts import AttemptPolicy, Decision, Failure, Step
-from .completion import completion_as_sse
+from .client_request import ClientRequest
 from .context import TranslationContext
 from .errors import ClientRequestError
 from .history import conversation, history_items
@@ -61,6 +69,7 @@ from .ledger import format_cost
 from .outcome import AttemptOutcome, ExchangeOutcome
 from .reasoning import ReasoningCarrier, scoped
 from .reasoning_recovery import (
+    PLACEHOLDER,
     payload_record,
     restoration_keys,
     turn_fingerprint,
@@ -68,8 +77,14 @@ from .reasoning_recovery import (
     with_restored_reasoning,
 )
 from .request import translate_request
+from .responses_wire import ResponsesNormaliser, clean_request, rules_for
+from .responses_wire.kept import kept_records
 from .routes import Target
 from .stream import ReasoningMode, StreamTranslator
+from .wires import CHAT, WIRES, Wire
+
+# The translator of a streamed answer, on either wire (same API: core/stream.py).
+Translator = StreamTranslator | ResponsesNormaliser
 
 # Rule 1. Names compared lower-case; every ``x-codex-*`` and ``x-openai-*`` header goes too.
 CLIENT_ONLY_HEADERS = frozenset(
@@ -102,9 +117,12 @@ def reasoning_key(provider: str, call_id: str) -> str:
     return f"{REASONING_KEY}{provider}:{call_id}"
 
 
-def previous_history(request: ResponsesRequest, record: Mapping[str, Any] | None) -> list[Any]:
-    """The items a ``previous_response_id`` continues from (rule 2); ``record`` is what the
-    store held for it (None: nothing). Raises ``ClientRequestError``."""
+def previous_history(
+    request: ResponsesRequest | ClientRequest, record: Mapping[str, Any] | None
+) -> list[Any]:
+    """The items a ``previous_response_id`` continues from (rule 2), as the Chat wire reads
+    them; ``record`` is what the store held for it (None: nothing). Raises
+    ``ClientRequestError``."""
     if not request.previous_response_id:
         return []
     if record is None:
@@ -128,15 +146,20 @@ def model_not_found(model: str, names: Sequence[str]) -> ClientRequestError:
 
 
 def answer_events(
-    translator: StreamTranslator, body: bytes, *, event_stream: bool, upstream: str
+    translator: Translator,
+    body: bytes,
+    *,
+    event_stream: bool,
+    upstream: str,
+    wire: Wire = CHAT,
 ) -> bytes:
     """A whole upstream answer through ``translator`` (rule 6): an SSE body as it is, a JSON
-    completion as the one chunk it equals; a body that is not JSON fails the response.
-    Never raises."""
+    answer (a completion, or a Response on the Responses wire) as the stream it equals; a
+    body that is not one fails the response. Never raises."""
     if event_stream:
         return translator.feed(body) + translator.finish()
     try:
-        events = completion_as_sse(body)
+        events = wire.as_sse(body)
     except ValueError:
         return translator.fail(
             "upstream_invalid_json", f"{upstream} answered with a body that is not JSON"
@@ -147,7 +170,10 @@ def answer_events(
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
     """One attempt's request: where it goes, with which headers (the provider's key among
-    them: kept out of ``repr``), the Chat body, and the context its answer is read with."""
+    them: kept out of ``repr``), the request as a dict (``chat``: a Chat request, or on the
+    Responses wire the cleaned Responses request) and its bytes, and the context its answer is
+    read with. ``kept_keys``: on the Responses wire, the store keys the cleanup looked up for
+    turns whose reasoning the client dropped (rule 5)."""
 
     index: int  # the target's place in the plan
     target: Target
@@ -155,14 +181,19 @@ class UpstreamCall:
     body: bytes = field(repr=False)
     ctx: TranslationContext = field(repr=False)
     healed: bool = False
+    kept_keys: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         return self.target.provider.name
 
     @property
+    def wire(self) -> Wire:
+        return WIRES[self.target.provider.wire]
+
+    @property
     def url(self) -> urllib.parse.SplitResult:
-        return urllib.parse.urlsplit(self.target.provider.chat_url)
+        return urllib.parse.urlsplit(self.target.provider.url)
 
     @property
     def upstream(self) -> str:
@@ -177,33 +208,40 @@ class Exchange:
     """The pure state of one relayed exchange. Built by the addon once the request is parsed
     and its plan found; ids, times and the store's answers come in as arguments.
 
+    ``request``:     the client's request (core/client_request.py; a validated
+                     ``ResponsesRequest`` is taken as it is).
     ``started_at``:  the request's unix time (``created_at`` of the response).
     ``new_id``:      makes item ids (``new_id("msg")``), unique within the exchange.
-    ``kept``:        what the store holds for ``reasoning_keys()`` (rule 5), for the first
-                     attempt's provider.
+    ``previous``:    what the store holds for the request's ``previous_response_id``
+                     (``conversation_record``); None with such an id is a 400 (rule 2).
+    Raises ``ClientRequestError`` (rule 2) and ``ValueError`` for an empty plan.
     """
 
     def __init__(
         self,
-        request: ResponsesRequest,
+        request: ClientRequest | ResponsesRequest,
         plan: Sequence[Target],
         *,
         response_id: str,
         started_at: float,
         new_id: Callable[[str], str],
-        history: Sequence[Any] = (),
+        previous: Mapping[str, Any] | None = None,
         carrier: ReasoningCarrier | None = None,
         reasoning_mode: ReasoningMode = "summary",
         retry_wait_s: float = 0.0,
     ) -> None:
         if not plan:
             raise ValueError("an exchange needs a plan with a target")
+        if isinstance(request, ResponsesRequest):
+            request = ClientRequest.of(request)
+        previous_history(request, previous)  # rule 2: an id the relay does not hold
         self.request = request
         self.plan = tuple(plan)
         self.response_id = response_id
         self.started_at = started_at
         self.new_id = new_id
-        self.history = list(history)
+        self.previous = previous
+        self._history: dict[str, list[Any]] = {}  # per wire, parsed as that wire reads it
         self.carrier = carrier
         self.reasoning_mode = reasoning_mode
         self.policy = AttemptPolicy(len(self.plan), retry_wait_s=retry_wait_s)
@@ -216,15 +254,25 @@ class Exchange:
 
     @property
     def stream(self) -> bool:
-        return bool(self.request.stream)
+        return self.request.stream
+
+    def history(self, wire: str) -> list[Any]:
+        """The items a ``previous_response_id`` stands for, as ``wire`` reads them: validated
+        models for the Chat wire, the record's plain items for the Responses wire."""
+        if wire not in self._history:
+            record = self.previous
+            if record is None:
+                self._history[wire] = []
+            elif wire == "chat":
+                self._history[wire] = history_items(dict(record))
+            else:
+                self._history[wire] = [*record["input"], *record["output"]]
+        return self._history[wire]
 
     def input_items(self) -> list[Any]:
         """The request's full input, its history first: what a later
-        ``previous_response_id`` continues from."""
-        items = self.request.input
-        if isinstance(items, list):
-            return [*self.history, *items]
-        return [*self.history, {"role": "user", "content": items}]
+        ``previous_response_id`` continues from (in whichever form was parsed)."""
+        return [*self.history(self.request.parsed_for), *self.request.input_items()]
 
     # ------------------------------------------------------------------ attempts
 
@@ -237,6 +285,8 @@ class Exchange:
         attempt's assistant tool-call messages (for clients that drop reasoning items):
         fetch them, then ``restore``."""
         call = self.calls[-1]
+        if call.wire is not CHAT:  # the cleanup listed the keys it looked for (rule 7)
+            return list(call.kept_keys)
         if call.target.provider.profile.reasoning_replay == "none":
             return []
         return [reasoning_key(call.label, k) for k in restoration_keys(call.chat, _field(call))]
@@ -246,6 +296,9 @@ class Exchange:
         replaces that attempt."""
         call = self.calls[-1]
         if not kept:
+            return call
+        if call.wire is not CHAT:  # cleaned again, the kept records at hand
+            call = self.calls[-1] = self._responses_call(call.index, kept=kept)
             return call
         name = call.label
         chat, changed = with_restored_reasoning(
@@ -278,6 +331,11 @@ class Exchange:
     def _step(self, decision: Decision, last: UpstreamCall) -> UpstreamCall | None:
         if decision.step is Step.WAIT:
             call = last
+        elif decision.step is Step.HEAL and last.wire is not CHAT:
+            healed = self._responses_call(last.index, heal=True)
+            if healed.body == last.body:  # every turn already carries reasoning
+                return None
+            call = healed
         elif decision.step is Step.HEAL:
             field_name = _field(last)
             placeholder = last.target.provider.profile.reasoning_placeholder or " "
@@ -292,11 +350,15 @@ class Exchange:
 
     def _call(self, index: int) -> UpstreamCall:
         target = self.plan[index]
+        if target.provider.wire != "chat":  # rule 7
+            call = self._responses_call(index)
+            self.calls.append(call)
+            return call
         chat, ctx = translate_request(
-            self.request,
+            self.request.validated,
             upstream_model=target.upstream_model,
             profile=target.provider.profile,
-            history=self.history,
+            history=self.history("chat"),
             carrier=self.carrier,
             vision=target.vision,
             reasoning=target.reasoning,
@@ -307,9 +369,66 @@ class Exchange:
         self.calls.append(call)
         return call
 
-    def translator(self, call: UpstreamCall) -> StreamTranslator:
+    def _responses_call(
+        self,
+        index: int,
+        *,
+        kept: Mapping[str, Mapping[str, Any]] | None = None,
+        heal: bool = False,
+    ) -> UpstreamCall:
+        """The request for a Responses provider (rule 7): Codex's request cleaned up for its
+        family, with the records ``kept`` holds for turns without reasoning (rule 5; without
+        it, the keys looked for are listed in ``kept_keys``) and, to ``heal``, a placeholder
+        for any turn still without reasoning (core/attempts.py rule 1)."""
+        target = self.plan[index]
+        provider = target.provider
+        rules = rules_for(provider.profile.name)
+        if heal:
+            # The Chat path's remedy for the same refusal (core/reasoning_recovery.py).
+            rules = dataclasses.replace(rules, reasoning_placeholder=PLACEHOLDER)
+        asked: list[str] = []
+
+        def lookup(key: str) -> Mapping[str, Any] | None:
+            scoped = reasoning_key(provider.name, key)
+            asked.append(scoped)
+            return kept.get(scoped) if kept else None
+
+        body, ctx = clean_request(
+            self.request.raw,
+            rules,
+            upstream_model=target.upstream_model,
+            origin=provider.name,
+            carrier=self.carrier,
+            history=self.history("responses") if self.request.previous_response_id else None,
+            vision=target.vision,
+            reasoning=target.reasoning,
+            kept=lookup,
+        )
+        bound = target.route.max_output_tokens
+        if bound is not None and "max_output_tokens" in rules.request_fields:
+            current = body.get("max_output_tokens")
+            body["max_output_tokens"] = (
+                bound if not isinstance(current, int) else min(current, bound)
+            )
+        return UpstreamCall(
+            index, target, body, _dumps(body), ctx, healed=heal, kept_keys=tuple(asked)
+        )
+
+    def translator(self, call: UpstreamCall) -> Translator:
         """The stream translator for ``call``'s answer; the exchange's response id and time
         whichever attempt it is (rule 3)."""
+        if call.wire is not CHAT:  # rule 7
+            return ResponsesNormaliser(
+                call.ctx,
+                rules_for(call.target.provider.profile.name),
+                response_id=self.response_id,
+                created_at=int(self.started_at),
+                new_id=self.new_id,
+                origin=call.label,
+                reasoning_mode=self.reasoning_mode,
+                carrier=self.carrier,
+                upstream=call.upstream,
+            )
         return StreamTranslator(
             call.ctx,
             response_id=self.response_id,
@@ -338,6 +457,11 @@ class Exchange:
             return out
         call = self.calls[-1]
         name = call.label
+        if call.wire is not CHAT:  # rule 7: the Responses wire's own records (kept.py)
+            return out + [
+                (reasoning_key(name, key), kept)
+                for key, kept in kept_records(output, self.carrier.open)
+            ]
         # Turn fingerprints are of the calls as the upstream will see them replayed.
         upstream_names = {(o.namespace, o.name): n for n, o in call.ctx.tools.items()}
         for item in output:

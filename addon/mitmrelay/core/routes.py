@@ -34,8 +34,9 @@ Rules:
    model once: a model's plan is itself, then each fallback's plan. A cycle is an error, as
    is a fallback (or ``default_model``) naming a glob without ``upstream_model``: it would
    send whatever the client asked for to an unrelated provider.
-6. ``wire = "responses"`` is accepted and validated but not served yet (``SERVED_WIRES``): the
-   caller refuses a table that routes to such a provider.
+6. ``wire`` names the API the provider speaks (core/wires.py): ``"chat"`` (the default, Chat
+   Completions at ``{base_url}/chat/completions``) or ``"responses"`` (the provider serves
+   ``{base_url}/responses`` itself; core/responses_wire/). A plan may mix wires.
 7. Several providers may share a host: a provider is its name, not its URL, and each carries
    its own key and headers.
 """
@@ -53,10 +54,7 @@ from typing import Any
 
 from .outcome import Price
 from .profiles import PROFILES, Profile, guess_profile
-
-WIRES = ("chat", "responses")
-# Wires the relay can serve today; the Responses wire is a separate piece of work.
-SERVED_WIRES = frozenset({"chat"})
+from .wires import WIRES
 
 TOP_KEYS = frozenset({"default_model", "providers", "models"})
 PROVIDER_KEYS = frozenset({"base_url", "api_key_env", "profile", "wire", "headers"})
@@ -132,8 +130,9 @@ class Provider:
     headers: tuple[tuple[str, str], ...] = ()
 
     @property
-    def chat_url(self) -> str:
-        return self.base_url + "/chat/completions"
+    def url(self) -> str:
+        """Where a call to this provider goes: its wire's path under ``base_url``."""
+        return self.base_url + WIRES[self.wire].path
 
     @property
     def models_url(self) -> str:
@@ -203,11 +202,14 @@ class RouteTable:
     models: Mapping[str, ModelRoute]
     default_model: str | None = None
     _globs: tuple[ModelRoute, ...] = field(default=(), repr=False, compare=False)
+    wires: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         globs = [m for m in self.models.values() if m.is_glob]
         # Longest pattern first; sorted() is stable, so file order breaks ties (rule 4).
         object.__setattr__(self, "_globs", tuple(sorted(globs, key=lambda m: -len(m.name))))
+        # The wires its providers speak (core/client_request.py reads a request for them).
+        object.__setattr__(self, "wires", frozenset(p.wire for p in self.providers.values()))
 
     def resolve(self, client_model: str) -> ModelRoute | None:
         """The route for a client's model name (rule 4), or None."""
@@ -318,20 +320,6 @@ def check_links(table: RouteTable) -> None:
             raise RoutesError(
                 source, _model_table(route.name), "fallbacks", "a cycle: " + " -> ".join(cycle)
             )
-
-
-def unserved(table: RouteTable) -> RoutesError | None:
-    """The first provider whose wire the relay does not serve yet (rule 6), as an error."""
-    for provider in table.providers.values():
-        if provider.wire not in SERVED_WIRES:
-            return RoutesError(
-                table.source,
-                f"[providers.{provider.name}]",
-                "wire",
-                f'"{provider.wire}" is not served by this version of mitmrelay yet; '
-                'use wire = "chat" (the Chat Completions endpoint)',
-            )
-    return None
 
 
 def _cycle_from(route: ModelRoute, models: Mapping[str, ModelRoute]) -> list[str]:

@@ -58,9 +58,8 @@ import math
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from mitmrelay.core.exchange import answer_events
-from mitmrelay.core.stream import StreamTranslator
-from mitmrelay.core.upstream_errors import MappedError, map_transport_error, map_upstream_error
+from mitmrelay.core.exchange import Translator, answer_events
+from mitmrelay.core.upstream_errors import MappedError, map_transport_error
 
 from .clock import Timer
 from .connection import Head, LinkFailure, UpstreamConnection
@@ -117,7 +116,7 @@ class Call:
         self.phase = Phase.PENDING
         self._forwarded = forwarded  # mitmproxy's request headers, minus hop-by-hop ones
         self._conn: UpstreamConnection | None = None
-        self._translator: StreamTranslator | None = None  # the current attempt's
+        self._translator: Translator | None = None  # the current attempt's
         now = self.clock.now()
         self._commit_at = now + min(COMMIT_GRACE_S, self.settings.keepalive_s)
         self._last_write = now
@@ -204,7 +203,7 @@ class Call:
             if status >= 400:
                 body = await self._read_whole(conn, MAX_ERROR_BODY)
                 self.job.record(body)
-                error = map_upstream_error(
+                error = attempt.wire.map_error(
                     status, dict(headers), body, upstream=name, now=self.link.wall
                 )
                 return AttemptFailure(attempt, error, status, body)
@@ -220,7 +219,7 @@ class Call:
                 attempt, map_transport_error(f.kind, f.detail, upstream=name), None
             )
         self.job.record(body)
-        return self._deliver_whole(status, headers, body, name)
+        return self._deliver_whole(attempt, status, headers, body, name)
 
     async def _request(self, attempt: LinkAttempt) -> tuple[UpstreamConnection, Head]:
         """Connect (or reuse a pooled connection), send, await the head. A pooled connection
@@ -332,16 +331,22 @@ class Call:
         return body
 
     def _deliver_whole(
-        self, status: int, headers: list[tuple[str, str]], body: bytes, name: str
+        self,
+        attempt: LinkAttempt,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        name: str,
     ) -> AttemptFailure | None:
         if self.phase is Phase.PENDING:
             self._answer(status, answer_headers(headers), body)
             return None
-        # Committed while the answer was on its way: a whole completion is the one-chunk
-        # stream it is equivalent to (core/exchange.py answer_events, as the relay's hooks).
+        # Committed while the answer was on its way: a whole answer is the stream it is
+        # equivalent to on its wire (core/exchange.py answer_events, as the relay's hooks).
         translator = self._translator
         assert translator is not None
-        return self._settled(answer_events(translator, body, event_stream=False, upstream=name))
+        out = answer_events(translator, body, event_stream=False, upstream=name, wire=attempt.wire)
+        return self._settled(out)
 
     # ------------------------------------------------------------------ giving up
 

@@ -15,8 +15,9 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mitmrelay.core.stream import StreamTranslator
+from mitmrelay.core.exchange import Translator
 from mitmrelay.core.upstream_errors import MappedError
+from mitmrelay.core.wires import CHAT, Wire
 
 JOB_HEADER = "x-mitmrelay-link"  # names the LinkJob of a request; unknown names get a 403
 LOCAL_HEADER = "x-mitmrelay-answer"  # on answers the link made: "translated", "transport-error"
@@ -49,15 +50,18 @@ class LinkAttempt:
     """One upstream call: where, with which headers (the provider's key among them, added to
     the headers mitmproxy's request carried), which body, and for a streamed call the
     translator whose events answer the client. ``label`` names it in records (the provider);
-    ``upstream`` names it in error messages (default: the link's ``LinkSettings.upstream``)."""
+    ``upstream`` names it in error messages (default: the link's ``LinkSettings.upstream``).
+    ``wire`` is the API the upstream speaks (core/wires.py): how its error answers map and
+    how a whole answer becomes the translator's stream."""
 
     url: urllib.parse.SplitResult
     headers: dict[str, str]
     body: bytes = b""
-    translator: StreamTranslator | None = None
+    translator: Translator | None = None
     label: str = ""
     method: str = "POST"
     upstream: str = ""
+    wire: Wire = CHAT
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ class LinkJob:
         return self.attempt.headers
 
     @property
-    def translator(self) -> StreamTranslator | None:
+    def translator(self) -> Translator | None:
         return self.attempt.translator
 
     @property

@@ -12,7 +12,7 @@ responses/error-handling): that kind is the code classified when present.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mitmrelay.core.upstream_errors import MappedError, map_error_payload, map_upstream_error
@@ -26,9 +26,15 @@ def _precise(error: Mapping[str, Any], holder: Mapping[str, Any]) -> dict[str, A
 
 
 def map_http_error(
-    status: int, headers: Mapping[str, str], body: bytes, *, upstream: str
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    upstream: str,
+    now: Callable[[], float] | None = None,
 ) -> MappedError:
-    """A non-2xx answer from a Responses provider, before anything was streamed."""
+    """A non-2xx answer from a Responses provider, before anything was streamed. ``now`` (unix
+    time) reads a ``Retry-After`` given as an HTTP date."""
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -36,7 +42,7 @@ def map_http_error(
     if isinstance(parsed, Mapping) and isinstance(parsed.get("error"), Mapping):
         error = _precise(parsed["error"], parsed)
         body = json.dumps({**parsed, "error": error}).encode()
-    return map_upstream_error(status, headers, body, upstream=upstream)
+    return map_upstream_error(status, headers, body, upstream=upstream, now=now)
 
 
 def map_failed_response(response: Mapping[str, Any], *, upstream: str) -> MappedError:

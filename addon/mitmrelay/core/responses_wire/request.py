@@ -22,16 +22,26 @@ Rules (each cites the fact it rests on; the switches are ``ResponsesRules`` rows
    function with one string parameter whose description carries the grammar, as on the Chat
    wire; answered as a ``function_call``, apply_patch would abort ("incompatible payload",
    docs/codex-contract.md §6). Hosted tools the row does not take are dropped.
-2. ``tool_search`` and its items: core/tool_search.py (the deferred-tools work) translates
-   them; until it is wired in, ``_tool_search`` leaves them out, one DEBUG line each.
+2. Codex's client-executed ``tool_search`` (docs/tool-search.md §6): where the row has no
+   ``tool_search`` of its own it is offered as a function of that name with Codex's own
+   description and schema; a replayed ``tool_search_call`` is that function's call (its
+   ``arguments`` as a JSON string) and a ``tool_search_output`` its answer, a short list of
+   what was found; the tools found are offered too, within the row's ``max_tools``, flattened
+   like ``tools`` (core/tool_search.py rules 1-4). Their ``defer_loading`` flag goes: it only
+   means something to a server that searches. A hosted search (``execution`` not
+   ``"client"``) is dropped; the tools it would search are offered as they are.
 3. Items the row does not take: custom calls and outputs become function calls and outputs
    (arguments ``{"input": <raw text>}``); namespaced calls get their flat name; compaction
    items and hosted or unknown items are dropped, one DEBUG line per kind. For a model without
-   vision each image (in a message or a tool output) becomes a short note, as on the Chat wire.
+   vision each image (in a message or a tool output) becomes a short note, as on the Chat wire;
+   so does an image the provider cannot fetch: a URL whose scheme its row does not take (Kimi
+   reads data URLs only) or an OpenAI ``file_id``, which no other provider can resolve.
 4. Reasoning items (reasoning_items.py): a blob the relay sealed for *this* provider opens into
    the provider's own item; any other reasoning (another provider's sealed blob, OpenAI's
    ``gAAAA…``, plain text) goes on as its readable text alone, in the row's form. A foreign
-   blob is never sent. Rows that reject tool calls without reasoning get a placeholder.
+   blob is never sent. A turn whose calls come without reasoning gets what the caller kept
+   for them (``kept``: the call_id -> reasoning map, for clients that drop reasoning items;
+   kept.py), else, on rows that reject tool calls without reasoning, a placeholder.
 5. Every output follows its call and every call gets an output: an output whose call is not
    before it is dropped (vLLM: "No call message found for <call_id>"), a call left without one
    gets ``MISSING_OUTPUT`` before the next message (OpenAI-style servers 400 on an unanswered
@@ -39,8 +49,9 @@ Rules (each cites the fact it rests on; the switches are ``ResponsesRules`` rows
    only string outputs get the text, and the images follow the turn's outputs in one user
    message, as on the Chat wire.
 6. Fields: only the row's ``request_fields`` go on; ``reasoning`` keeps the row's keys with the
-   effort mapped, ``text`` keeps a format the row takes (never ``verbosity``). Instructions go
-   into the input for a provider that ignores the field.
+   effort mapped (none for a model that does not reason: ``reasoning=False``, which gets no
+   placeholder either), ``text`` keeps a format the row takes (never ``verbosity``).
+   Instructions go into the input for a provider that ignores the field.
 7. ``previous_response_id`` never goes upstream: response ids are the relay's, so the caller's
    history for it is prepended instead, on every provider, stateful or not.
 8. Remote compaction (docs/codex-contract.md §9: an input ending in ``compaction_trigger``):
@@ -58,12 +69,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mitmrelay.core.compaction import COMPACTION_PROMPT, SUMMARY_PREFIX
-from mitmrelay.core.context import ToolOrigin, TranslationContext
+from mitmrelay.core.context import ToolKind, ToolOrigin, TranslationContext
 from mitmrelay.core.errors import ClientRequestError
 from mitmrelay.core.reasoning import ReasoningCarrier
-from mitmrelay.core.request import MISSING_OUTPUT
-from mitmrelay.core.toolnames import NameTable
+from mitmrelay.core.request import IMAGE_OMITTED, MISSING_OUTPUT
+from mitmrelay.core.tool_search import (
+    SEARCH_FUNCTION_NAME,
+    Discoveries,
+    FoundTool,
+    history_arguments,
+    is_client_search,
+    search_function,
+)
+from mitmrelay.core.toolnames import NameTable, upstream_name
 
+from .kept import Kept, call_view, restored_item, turn_key
 from .reasoning_items import native_item, readable_text, shaped
 from .rules import ResponsesRules
 
@@ -71,9 +91,13 @@ logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 
-# What a model without vision gets where an image was: the Chat wire's note (core/request.py,
-# its rule 8), so a thread reads the same on either wire. Never sent, never a failure.
-IMAGE_OMITTED = "(an image was attached here; this model cannot see images, so it was left out)"
+# What a model without vision gets where an image was: the Chat wire's note (core/request.py
+# rule 8), so a thread reads the same on either wire. Never sent, never a failure. An image
+# the provider cannot fetch (a URL scheme its row does not take, an OpenAI file id) gets its
+# own note.
+IMAGE_UNREACHABLE = (
+    "(an image was attached here by a reference this provider cannot fetch, so it was left out)"
+)
 
 # Codex-internal bookkeeping on items of its built-in provider (docs/codex-contract.md §5,
 # "ignore it"); strict schemas reject unknown keys, so it never goes upstream.
@@ -129,8 +153,13 @@ class _Cleanup:
     images: dict[str, list[Item]] = field(default_factory=dict)  # call_id -> image parts
     dropped: set[str] = field(default_factory=set)
     vision: bool = True
+    thinks: bool = True  # rule 6: False, a model that does not reason
+    kept: Kept | None = None  # rule 4: the caller's call_id -> reasoning map
     compaction: bool = False
     joined: bool = False  # history or a prompt came to join the client's own input
+    searches: Discoveries = field(default_factory=Discoveries)  # rule 2
+    search_answers: dict[str, Item] = field(default_factory=dict)  # call_id -> its output item
+    views: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # kept.py
 
     def drop(self, what: str) -> None:
         """One DEBUG line per kind of thing left out of one request."""
@@ -162,6 +191,8 @@ def _function_tool(c: _Cleanup, tool: Item, scope: _Scope) -> list[Item]:
         c.drop("a function tool without a name")
         return []
     flat = c.names.add(name, scope.namespace)
+    if "defer_loading" in tool and "tool_search" not in c.rules.tool_types:  # rule 2
+        tool = {k: v for k, v in tool.items() if k != "defer_loading"}
     if scope.namespace is None:
         return [tool]
     c.origins[flat] = ToolOrigin(name, scope.namespace)
@@ -222,10 +253,23 @@ def _freeform_function(name: str, tool: Mapping[str, Any], param: str) -> Item:
 
 
 def _tool_search(c: _Cleanup, tool: Item, scope: _Scope) -> list[Item]:
-    # The seam for core/tool_search.py: it offers `tool_search` upstream as a function and
-    # turns its call and output items into what they stand for (docs/codex-contract.md §16).
-    c.drop("the tool_search tool (core/tool_search.py translates it)")
-    return []
+    """Rule 2: the client-executed search as a function the model can call."""
+    if scope.namespace is None and "tool_search" in c.rules.tool_types:
+        return [tool]
+    if scope.namespace is not None or not is_client_search(tool):
+        c.drop("a tool_search the server would run (its deferred tools are offered as they are)")
+        return []
+    spec = search_function(tool)
+    c.names.add(spec.name)
+    c.origins[spec.name] = ToolOrigin(spec.name, kind=ToolKind.TOOL_SEARCH)
+    return [
+        {
+            "type": "function",
+            "name": spec.name,
+            "description": spec.description,
+            "parameters": dict(spec.parameters),
+        }
+    ]
 
 
 def _other_tool(c: _Cleanup, tool: Any, scope: _Scope) -> list[Item]:
@@ -251,8 +295,8 @@ def _message(c: _Cleanup, item: Item) -> list[Item]:
     if not _CODEX_ONLY_KEYS.isdisjoint(item):
         item = {k: v for k, v in item.items() if k not in _CODEX_ONLY_KEYS}
     content = item.get("content")
-    if not c.vision and isinstance(content, list) and _has_image(content):
-        item = {**item, "content": _images_noted(content)}
+    if isinstance(content, list) and _has_image(content):
+        item = {**item, "content": _images_noted(c, content)}
     return [item]
 
 
@@ -260,10 +304,27 @@ def _has_image(parts: list[Any]) -> bool:
     return any(isinstance(p, Mapping) and p.get("type") == "input_image" for p in parts)
 
 
-def _images_noted(parts: list[Any]) -> list[Any]:
-    """Rule 3's vision case: each image part replaced by the note, in place."""
-    note = {"type": "input_text", "text": IMAGE_OMITTED}
-    return [note if isinstance(p, Mapping) and p.get("type") == "input_image" else p for p in parts]
+def _image_note(c: _Cleanup, part: Any) -> str | None:
+    """Rule 3: the note that stands for an image part the model cannot have, else None."""
+    if not isinstance(part, Mapping) or part.get("type") != "input_image":
+        return None
+    if not c.vision:
+        return IMAGE_OMITTED
+    url = part.get("image_url")
+    scheme = url.partition(":")[0].lower() if isinstance(url, str) else ""
+    return None if scheme in c.rules.image_sources else IMAGE_UNREACHABLE
+
+
+def _images_noted(c: _Cleanup, parts: list[Any]) -> list[Any]:
+    """Rule 3's images: each one the model cannot have replaced by its note, in place; the
+    list itself when every image can go."""
+    notes = [_image_note(c, p) for p in parts]
+    if not any(notes):
+        return parts
+    return [
+        p if n is None else {"type": "input_text", "text": n}
+        for p, n in zip(parts, notes, strict=True)
+    ]
 
 
 def _call_name(item: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -279,6 +340,7 @@ def _call_name(item: Mapping[str, Any]) -> tuple[str, str | None]:
 
 def _function_call(c: _Cleanup, item: Item) -> list[Item]:
     name, namespace = _call_name(item)
+    c.views[item["call_id"]] = call_view(item)
     if namespace is None or "namespace" in c.rules.tool_types:
         return [item]
     flat = c.names.add(name, namespace)
@@ -295,6 +357,7 @@ def _custom_call(c: _Cleanup, item: Item) -> list[Item]:
     text = item.get("input")
     if not isinstance(text, str):
         raise _BadItem("input")
+    c.views[item["call_id"]] = call_view(item)
     flat = c.names.add(name, namespace)
     origin = c.origins.get(flat) or ToolOrigin(name, namespace, freeform=True)
     keep_namespace = namespace is not None and "namespace" in c.rules.tool_types
@@ -320,9 +383,11 @@ def _call_output(c: _Cleanup, item: Item) -> list[Item]:
             "output": item.get("output"),
         }
     output = item.get("output")
-    if not c.vision and isinstance(output, list) and _has_image(output):
-        output = _images_noted(output)
-        item = {**item, "output": output}
+    if isinstance(output, list) and _has_image(output):
+        noted = _images_noted(c, output)
+        if noted is not output:
+            output = noted
+            item = {**item, "output": output}
     if isinstance(output, list) and not c.rules.tool_output_parts:
         texts = [
             p["text"] for p in output if isinstance(p, Mapping) and isinstance(p.get("text"), str)
@@ -382,9 +447,88 @@ def _other_item(c: _Cleanup, item: Item) -> list[Item]:
 
 
 def _tool_search_item(c: _Cleanup, item: Item) -> list[Item]:
-    # The seam for core/tool_search.py, as ``_tool_search`` above.
-    c.drop(f"{item.get('type')} items (core/tool_search.py translates them)")
-    return []
+    """Rule 2: a replayed search is the search function's call, its output that call's answer
+    (written once every search is known: ``_offer_found``)."""
+    kind = item["type"]
+    if kind in c.rules.item_types:
+        return [item]
+    call_id = item.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        # A search the server ran (never one of Codex's): no call the model made. Its tools
+        # are offered all the same.
+        if kind == "tool_search_output":
+            c.searches.add_output(None, _listed(item.get("tools")))
+        c.drop(f"a {kind} of a search the server ran")
+        return []
+    if kind == "tool_search_call":
+        arguments = history_arguments(item.get("arguments"))
+        c.searches.add_call(call_id, item.get("arguments"))
+        c.views[call_id] = (SEARCH_FUNCTION_NAME, None, arguments)
+        call = {"type": "function_call", "call_id": call_id, "name": SEARCH_FUNCTION_NAME}
+        return [{**call, "arguments": arguments}]
+    c.searches.add_output(call_id, _listed(item.get("tools")))
+    answer = c.search_answers.setdefault(
+        call_id, {"type": "function_call_output", "call_id": call_id, "output": ""}
+    )
+    return [answer]
+
+
+def _listed(tools: Any) -> list[Any]:
+    return tools if isinstance(tools, list) else []
+
+
+def _offer_found(c: _Cleanup, tools: list[Item]) -> list[Item]:
+    """Rule 2: the tools the history's searches found, cleaned like ``tools``, within what
+    ``max_tools`` leaves; each search's answer written."""
+    declared = _function_names(tools)
+
+    def unavailable(found: FoundTool) -> bool:
+        """Offered already, or its name is another tool's: a found tool never fails a request
+        (the conversation would be stuck with it: core/tool_search.py)."""
+        try:
+            return c.names.add(found.name, found.namespace) in declared
+        except ClientRequestError:
+            logger.info("tool_search found %s, whose name is taken; not offered", found.name)
+            return True
+
+    offered = c.searches.offered(c.rules.max_tools - len(declared), unavailable)
+    out: list[Item] = []
+    kept_namespaces = "namespace" in c.rules.tool_types
+    grouped: dict[str, list[Any]] = {}
+    for found in offered:
+        tool = {k: v for k, v in found.tool.items() if k != "defer_loading"}
+        if found.namespace is None:
+            out += _clean_tools(c, [tool])
+        elif kept_namespaces:
+            grouped.setdefault(found.namespace, []).append(tool)
+        else:
+            out += _clean_tools(c, [tool], _Scope(found.namespace))
+    for namespace, inner in grouped.items():
+        spec = {"type": "namespace", "name": namespace, "tools": inner}
+        out += _clean_tools(c, [{**spec, "description": f"Tools in the {namespace} namespace."}])
+    max_len = c.rules.max_tool_name_len
+
+    def model_name(name: str, namespace: str | None) -> str:
+        if namespace is not None and kept_namespaces:
+            return f"{namespace}.{name}"
+        return upstream_name(name, namespace, max_len=max_len)
+
+    for call_id in c.searches.answered():
+        c.search_answers[call_id]["output"] = c.searches.answer(call_id, model_name)
+    return out
+
+
+def _function_names(tools: Sequence[Item]) -> set[str]:
+    """Every function name the cleaned ``tools`` offer, namespaces opened (a namespace of three
+    counts three against ``max_tools``)."""
+    names: set[str] = set()
+    for tool in tools:
+        name = tool.get("name")
+        if tool.get("type") == "namespace":
+            names |= {upstream_name(inner["name"], name) for inner in tool.get("tools") or ()}
+        elif isinstance(name, str):
+            names.add(name)
+    return names
 
 
 _ITEM_RULES: dict[str, Callable[[_Cleanup, Item], list[Item]]] = {
@@ -434,6 +578,8 @@ class _Turn:
     images: list[Item] = field(default_factory=list)
     in_outputs: bool = False
     reasoned: bool = False
+    calls: list[str] = field(default_factory=list)  # its call ids, in order
+    slot: Item | None = None  # where its reasoning goes when its calls came without one
 
 
 def _paired(c: _Cleanup, items: list[Item]) -> list[Item]:
@@ -455,8 +601,8 @@ def _paired(c: _Cleanup, items: list[Item]) -> list[Item]:
     turn = _Turn()
     for item in kept:
         _step(c, turn, item, out)
-    _close_turn(turn, out)
-    return out
+    _close_turn(c, turn, out)
+    return out if all(out) else [item for item in out if item]  # slots left empty go
 
 
 def _step(c: _Cleanup, turn: _Turn, item: Item, out: list[Item]) -> None:
@@ -472,32 +618,54 @@ def _step(c: _Cleanup, turn: _Turn, item: Item, out: list[Item]) -> None:
     # convert-to-deepseek-responses-input.ts).
     own = kind in _CALLS or kind == "reasoning" or item.get("role") == "assistant"
     if turn.in_outputs or not own:
-        _close_turn(turn, out)
+        _close_turn(c, turn, out)
     if kind == "reasoning":
         turn.reasoned = True
     elif kind in _CALLS:
-        placeholder = c.rules.reasoning_placeholder
-        if not turn.reasoned and placeholder is not None:
-            out.append(shaped(placeholder, c.rules.reasoning_form))
+        if not turn.reasoned:  # filled when the turn closes, once all its calls are known
+            turn.slot = {}
+            out.append(turn.slot)
         turn.reasoned = True
         turn.open[item["call_id"]] = _CALLS[kind]
+        turn.calls.append(item["call_id"])
     out.append(item)
 
 
-def _close_turn(turn: _Turn, out: list[Item]) -> None:
+def _close_turn(c: _Cleanup, turn: _Turn, out: list[Item]) -> None:
+    if turn.slot is not None:
+        turn.slot.update(_missing_reasoning(c, turn.calls))
     for call_id, output_type in turn.open.items():
         out.append({"type": output_type, "call_id": call_id, "output": MISSING_OUTPUT})
     if turn.images:
         text = {"type": "input_text", "text": "Images returned by the tool calls above:"}
         out.append({"type": "message", "role": "user", "content": [text, *turn.images]})
     turn.open, turn.images, turn.in_outputs, turn.reasoned = {}, [], False, False
+    turn.calls, turn.slot = [], None
+
+
+def _missing_reasoning(c: _Cleanup, call_ids: list[str]) -> Item:
+    """Rule 4, for a turn whose calls came without reasoning: what the caller kept for it (by
+    its first call id, else by what its calls do: clients that replay calls under ids of their
+    own), else the row's placeholder for a model that reasons, else nothing (``{}``)."""
+    if c.kept is not None:
+        record = c.kept(call_ids[0])
+        views = [c.views[i] for i in call_ids if i in c.views]
+        if record is None and views:
+            record = c.kept("turn:" + turn_key(views))
+        item = restored_item(record, c.rules.reasoning_form) if record is not None else None
+        if item is not None:
+            return item
+    placeholder = c.rules.reasoning_placeholder
+    if placeholder is not None and c.thinks:
+        return shaped(placeholder, c.rules.reasoning_form)
+    return {}
 
 
 # ----------------------------------------------------------------------------- fields
 
 
 def _reasoning_field(c: _Cleanup, value: Any) -> Any:
-    if not isinstance(value, Mapping):
+    if not isinstance(value, Mapping) or not c.thinks:
         return _OMIT
     kept = {k: v for k, v in value.items() if k in c.rules.reasoning_fields}
     effort = kept.get("effort")
@@ -558,12 +726,15 @@ def _fields(c: _Cleanup, req: Mapping[str, Any], tools: list[Item]) -> dict[str,
 # ----------------------------------------------------------------------------- entry point
 
 
-def _parse(body: bytes | str) -> dict[str, Any]:
-    try:
-        req = json.loads(body)
-    except ValueError as e:
-        raise ClientRequestError(f"request body is not valid JSON: {e}") from None
-    if not isinstance(req, dict):
+def _parse(body: bytes | str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        req: Any = body
+    else:
+        try:
+            req = json.loads(body)
+        except ValueError as e:
+            raise ClientRequestError(f"request body is not valid JSON: {e}") from None
+    if not isinstance(req, Mapping):
         raise ClientRequestError("a Responses request is a JSON object")
     if not isinstance(req.get("model"), str):
         raise ClientRequestError("model: a string is required", param="model")
@@ -593,6 +764,12 @@ def _all_tools(c: _Cleanup, req: Mapping[str, Any], items: Sequence[Any]) -> lis
             c.extra_tools[id(item)] = cleaned
             if "additional_tools" not in c.rules.item_types:
                 tools += cleaned
+    if sum(t.get("name") == SEARCH_FUNCTION_NAME for t in tools) > 1:
+        raise ClientRequestError(
+            f"a tool named {SEARCH_FUNCTION_NAME!r} and the tool_search tool both become the "
+            f"upstream function {SEARCH_FUNCTION_NAME!r}; rename the tool",
+            param="tools",
+        )
     return tools
 
 
@@ -622,7 +799,7 @@ def _body(
 
 
 def clean_request(
-    body: bytes | str,
+    body: bytes | str | Mapping[str, Any],
     rules: ResponsesRules,
     *,
     upstream_model: str,
@@ -630,15 +807,21 @@ def clean_request(
     carrier: ReasoningCarrier | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
     vision: bool = True,
+    reasoning: bool = True,
+    kept: Kept | None = None,
 ) -> tuple[dict[str, Any], TranslationContext]:
     """The request for the provider (a JSON-ready dict) and the context for its answer.
 
-    ``origin`` names the provider (the route's provider name): reasoning it made goes back to
-    it alone. ``history`` is the conversation a ``previous_response_id`` stands for (the
-    caller's state store); it is required when the request carries one. ``vision`` says
-    whether the routed model sees images: without it each image becomes a short note. Raises
-    ``ClientRequestError`` for a request that cannot be sent (not JSON, no model, an item
-    without a field a rule reads, tool names that collide, nothing readable left).
+    ``body`` is the client's request: its bytes, or the object they parse to (read, never
+    changed). ``origin`` names the provider (the route's provider name): reasoning it made
+    goes back to it alone. ``history`` is the conversation a ``previous_response_id`` stands
+    for (the caller's state store); it is required when the request carries one. ``vision``
+    says whether the routed model sees images: without it each image becomes a short note.
+    ``reasoning`` False: the model does not reason (no effort, no placeholder). ``kept`` looks
+    up what the caller kept for a turn whose calls came without reasoning (rule 4; kept.py
+    names the keys). Raises ``ClientRequestError`` for a request that cannot be sent (not
+    JSON, no model, an item without a field a rule reads, tool names that collide, nothing
+    readable left).
     """
     req = _parse(body)
     if req.get("previous_response_id") is not None and history is None:
@@ -647,12 +830,23 @@ def clean_request(
             code="previous_response_not_found",
             param="previous_response_id",
         )
-    c = _Cleanup(rules, origin, carrier, NameTable(rules.max_tool_name_len), vision=vision)
+    c = _Cleanup(
+        rules,
+        origin,
+        carrier,
+        NameTable(rules.max_tool_name_len),
+        vision=vision,
+        thinks=reasoning,
+        kept=kept,
+    )
     raw_input = req.get("input", [])
     items = [_user_text(raw_input)] if isinstance(raw_input, str) else raw_input
     tools = _all_tools(c, req, items)
     past = list(history or ())
-    cleaned = _paired(c, _clean_items(c, [*past, *items], len(past)))
+    cleaned = _clean_items(c, [*past, *items], len(past))
+    if c.searches:  # rule 2
+        tools += _offer_found(c, tools)
+    cleaned = _paired(c, cleaned)
     if c.compaction:  # rule 8
         cleaned.append(_user_text(COMPACTION_PROMPT))
         tools = []

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from mitmrelay.core.tool_search import DEFAULT_MAX_TOOLS
+
 # How reasoning text is put back into a ``reasoning`` input item for a provider that did not
 # make it (its own items go back as it gave them): ``summary`` = OpenAI's reference shape (a
 # ``summary_text`` part), ``content`` = a ``reasoning_text`` part and an empty summary,
@@ -81,6 +83,11 @@ class ResponsesRules:
     instructions_field:  the provider reads ``instructions``; otherwise they become the first
                          input message.
     max_tool_name_len:   longer flattened names are shortened with a stable hash.
+    image_sources:       URL schemes of ``input_image`` parts the provider fetches; any other
+                         image (another scheme, an OpenAI ``file_id``) becomes a note.
+    max_tools:           functions per request (namespaces opened); the tools Codex's
+                         ``tool_search`` found fill what the request's own leave
+                         (core/tool_search.py rule 4).
     """
 
     name: str = "generic"
@@ -96,6 +103,8 @@ class ResponsesRules:
     tool_choices: frozenset[str] = frozenset({"auto", "none", "required", "function"})
     instructions_field: bool = True
     max_tool_name_len: int = 64
+    max_tools: int = DEFAULT_MAX_TOOLS
+    image_sources: frozenset[str] = frozenset({"data", "http", "https"})
 
 
 GENERIC = ResponsesRules()
@@ -141,6 +150,8 @@ KIMI = ResponsesRules(
     tool_choices=frozenset({"auto"}),
     efforts=LOW_HIGH_MAX,
     text_formats=frozenset({"json_schema"}),
+    # Same page: images are data URLs only (Codex sends them so: `-i`, view_image).
+    image_sources=frozenset({"data"}),
 )
 GLM = ResponsesRules(
     name="glm",

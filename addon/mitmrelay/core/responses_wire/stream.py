@@ -25,7 +25,10 @@ Rules (each cites the fact it rests on):
 3. Names (core/toolnames.py): a flattened name goes back as ``{name, namespace}``, which Codex
    needs for MCP tools (docs/codex-contract.md §6); a wrapped freeform tool's call goes back
    as a ``custom_tool_call`` with its raw input, decoded live from the streamed arguments
-   (core/freeform_input.py) and taken from the whole parse at the end.
+   (core/freeform_input.py) and taken from the whole parse at the end; a call of the function
+   that stands for Codex's ``tool_search`` goes back as the ``tool_search_call`` Codex runs,
+   its arguments the JSON object Codex parses (core/tool_search.py rule 5, docs/tool-search.md
+   §3), with no argument events.
 4. Reasoning is shown per ``reasoning_mode`` as on the Chat wire: summary parts (what Codex
    renders), raw ``reasoning_text``, or hidden; whatever the provider streams (reasoning_text
    from DeepSeek, Z.ai, vLLM; summary parts from Kimi, Ollama) feeds it. With a carrier the
@@ -52,12 +55,13 @@ from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring
 from typing import Any
 
-from mitmrelay.core.context import TranslationContext
+from mitmrelay.core.context import ToolKind, TranslationContext
 from mitmrelay.core.errors import RelayError
 from mitmrelay.core.freeform_input import FreeformInputDecoder
 from mitmrelay.core.reasoning import ReasoningCarrier, ReasoningPayload
 from mitmrelay.core.sse import SSEDecoder, encode_event
 from mitmrelay.core.stream import WIRE_ERROR_CODES, Handover, HandsOver, Phase, ReasoningMode
+from mitmrelay.core.tool_search import codex_search_arguments, search_call_item
 from mitmrelay.core.toolnames import upstream_name
 
 from .errors import map_error_event, map_failed_response
@@ -72,6 +76,18 @@ logger = logging.getLogger(__name__)
 # delta as a JSON string (the C string encoder behind ``json.dumps``), the kind's tail.
 _quote = encode_basestring
 _Delta = tuple[bytes, bytes]
+_scan_json = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` without its wrapper layers when ``text`` is exactly one JSON value (an
+    event's data always is; a third of the parse per event, ``bench/responses_wire.py``);
+    anything else takes the full path, errors included."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _delta_kind(kind: str, tail: str = "") -> _Delta:
@@ -144,6 +160,7 @@ class _Call(_Item):
         "final",
         "name",
         "origin",
+        "search",
         "streamed",
     )
 
@@ -160,6 +177,7 @@ class _Call(_Item):
         self.origin: Any = None  # the client's ToolOrigin, when the relay renamed the tool
         self.decoder: FreeformInputDecoder | None = None
         self.emitted: list[str] = []  # freeform input already sent as deltas
+        self.search = False  # a call of Codex's tool_search, offered as a function (rule 3)
 
     @property
     def arguments(self) -> str:
@@ -241,9 +259,12 @@ class ResponsesNormaliser:
         ``Handover``). Raises ``ValueError`` once an output item went out."""
         if self.has_output:
             raise ValueError("the previous attempt already sent output items")
+        # A terminal event (response.failed) of an attempt being replaced never reached the
+        # client: the link withholds it (link/call.py rule 5), so numbering resumes at its
+        # number and the client's sequence has no gap (core/stream.py ``handover``).
         return Handover(
             started=self.phase is not Phase.NEW,
-            next_sequence=self._seq,
+            next_sequence=self._seq - 1 if self.phase is Phase.DONE else self._seq,
             response_id=self._response_id,
             created_at=self._created_at,
         )
@@ -341,7 +362,7 @@ class ResponsesNormaliser:
                 f"{self._upstream} sent [DONE] before the response finished",
             )
         try:
-            event = json.loads(data)
+            event = _loads(data)
         except ValueError:
             raise _Failure(
                 "upstream_invalid_json", f"{self._upstream} sent an event that is not JSON"
@@ -566,6 +587,9 @@ class ResponsesNormaliser:
         origin = call.origin = self._ctx.tools.get(key)
         call_id = up.get("call_id")
         call.call_id = call_id if isinstance(call_id, str) and call_id else self._new_id("call")
+        if origin is not None and origin.kind is ToolKind.TOOL_SEARCH and not call.custom:
+            self._open_search(call)
+            return
         freeform = call.custom or (origin is not None and origin.freeform)
         call.announce(self._new_id("ctc" if freeform else "fc"), self._take_index())
         if freeform:
@@ -588,6 +612,17 @@ class ResponsesNormaliser:
         if call.streamed:  # arrived while the call waited for its name
             self._call_progress(call, call.arguments)
 
+    def _open_search(self, call: _Call) -> None:
+        """A call of the search function goes back as the ``tool_search_call`` Codex runs
+        (core/tool_search.py rule 5). It opens with empty arguments (the SDK requires them)
+        and streams nothing: the Responses API has no argument events for this item."""
+        call.search = True
+        call.announce(self._new_id("tsc"), self._take_index())
+        item = search_call_item(
+            item_id=call.item_id, call_id=call.call_id, arguments={}, status="in_progress"
+        )
+        self._emit({"type": "response.output_item.added", "output_index": call.index, "item": item})
+
     def _on_args_delta(self, event: Mapping[str, Any]) -> None:
         call = self._item_for(event, _Call)
         delta = event.get("delta")
@@ -604,6 +639,8 @@ class ResponsesNormaliser:
             call.final = final
 
     def _call_progress(self, call: _Call, delta: str) -> None:
+        if call.search:
+            return  # its arguments go out whole, on close
         if call.decoder is not None:
             piece = call.decoder.feed(delta)
             if piece:
@@ -648,6 +685,15 @@ class ResponsesNormaliser:
             ) from None
         if call.decoder is not None:
             self._finish_freeform(call, parsed)
+            return
+        if call.search:
+            call.stage = _Stage.DONE
+            item = search_call_item(
+                item_id=call.item_id,
+                call_id=call.call_id,
+                arguments=codex_search_arguments(parsed),
+            )
+            self._finish_item(call.index, item)
             return
         base = {"item_id": call.item_id, "output_index": call.index}
         self._emit(
