@@ -30,10 +30,10 @@ relay turns one upstream chunk into several events at once (``response.created``
 warm-up ends, so the measured phase shows what a hung store costs the streams (state/offloop.py
 exists so that it costs nothing but the call that waits).
 
-Pass criteria (issue: reliability §3): 0 errors; RSS and open fds after the run within 10 % of
-after warm-up. Reported: streams and events per second, event-gap percentiles (p50, p99, max)
-for both, and the relay's p99 against the baseline's. Exit status 1 when a criterion fails.
-Absolute figures move with the machine's load (2 shared cores); the ratio is what to compare.
+Pass criteria (no leak under sustained load): 0 errors; RSS and open fds after the run within 10 %
+of after warm-up. Reported: streams and events per second, event-gap percentiles (p50, p99, max) for
+both, and the relay's p99 against the baseline's. Exit status 1 when a criterion fails. Absolute
+figures move with the machine's load (2 shared cores); the ratio is what to compare.
 """
 
 from __future__ import annotations

@@ -23,13 +23,13 @@ does to the request. Set-ups, each its own process on loopback:
   Completions (``openai/`` or ``hosted_vllm/`` would call the upstream's own ``/responses``);
   the client sends the Responses request to its ``/v1/responses``.
 
-Workloads (the issue's table): 2 000 text chunks; a tool call whose 200 KB of arguments come
-in 2 000 chunks; 2 000 reasoning chunks; 20 concurrent streams of 500 chunks; one request with
+Workloads (the same as the README's table): 2 000 text chunks; a tool call whose 200 KB of arguments
+come in 2 000 chunks; 2 000 reasoning chunks; 20 concurrent streams of 500 chunks; one request with
 a 2 MB, 200-turn history (ms of CPU per request); time to the first byte of the answer with 20
-concurrent streams (ms of wall time). CPU is the relay process's own (utime + stime),
-marginal: a long stream's CPU minus a ``SHORT``-event stream's, per 1 000 upstream events, so
-per-request costs cancel. Each figure is the median of ``--repeat`` runs, the set-ups taking
-turns within each run. The table is printed and, with matplotlib, drawn into ``--plot``.
+concurrent streams (ms of wall time). CPU is the relay process's own (utime + stime), marginal: a
+long stream's CPU minus a ``SHORT``-event stream's, per 1 000 upstream events, so per-request costs
+cancel. Each figure is the median of ``--repeat`` runs, the set-ups taking turns within each run.
+The table is printed and, with matplotlib, drawn into ``--plot``.
 
 Figures measured on a shared machine are provisional: compare ratios within one run.
 """

@@ -15,7 +15,7 @@ Also prints the write cost per record (in the writer thread), and what the usage
 on mitmproxy's event loop per exchange (ledger record, queue, metrics), against the same run's
 ``json.loads`` + ``json.dumps`` of one typical upstream chunk (work the relay does per event).
 With ``--redis`` the same records go to that Redis database (flushed first: give it a scratch
-one) and its report is timed too. Target (issue): the report is "fast on 1 million records":
+one) and its report is timed too. Target: the report stays fast on 1 million records:
 it reads counters, not records, so it must not grow with the table, and its ratio to the count
 stays below 1 however large the table.
 """

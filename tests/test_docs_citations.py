@@ -5,11 +5,9 @@ Comments cite facts as ``docs/codex-contract.md §7.2`` (also ranges such as ``�
 ``§3, 4``, is an item of that section, not a section). A section resolves when the file has a
 Markdown heading numbered with it (``## 7. …`` or ``### 7.2 …``), outside code blocks.
 
-Until the end of this round of work some comments still use the bare forms of the four
-documents (``codex-contract.md §N``, ``mitmproxy-notes §N``, …): they are checked against
-``docs/`` as well, but one whose document has not been written yet is skipped rather than failed.
-The sweep that rewrites them to the ``docs/`` form also sets ``BARE_FORMS_ALLOWED`` to False, from
-when on a bare citation is itself a failure.
+The documents were once cited by their bare names (``codex-contract.md §N``, ``mitmproxy-notes
+§N``, ...), from before ``docs/`` existed; such a citation is now a failure naming the form to
+write (``BARE_FORMS_ALLOWED``), so every citation names the file a reader opens.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".cfg", ".sh", ""}
 SKIPPED_PARTS = {"__pycache__", "node_modules", ".pytest_cache"}
 # The documents comments cited before docs/ existed, by their bare names.
 KNOWN = {"codex-contract", "mitmproxy-notes", "providers", "tool-search"}
-BARE_FORMS_ALLOWED = True
+BARE_FORMS_ALLOWED = False
 
 _NUMBER = r"\d+(?:\.\d+)?"
 CITATION = re.compile(

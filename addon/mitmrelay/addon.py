@@ -11,10 +11,10 @@ set. The hooks:
   (link/), a loopback server that calls the provider with its key and, for a streamed call,
   runs the attempt's translator: it answers unreachable, silent or cut upstreams with errors
   Codex understands and keeps Codex informed while the model thinks, which mitmproxy's own
-  upstream connection cannot (mitmproxy-notes.md §5-§6). A failed attempt goes back to the
+  upstream connection cannot (docs/mitmproxy-notes.md §5-§6). A failed attempt goes back to the
   exchange's retry/fallback policy. Fail closed: an exception answers locally, because
   mitmproxy forwards a flow whose hook raised **unmodified, client API key included**
-  (mitmproxy-notes.md §4).
+  (docs/mitmproxy-notes.md §4).
 - ``responseheaders``: the link's translated stream is carried to the client as it comes
   (``stream = True``); anything else is buffered and rewritten in ``response``.
 - ``response`` / ``error``: errors mapped to what Codex acts on, non-streamed answers
@@ -221,7 +221,8 @@ class Relay:
                 self._refuse(f"mitmrelay reasoning key: {e}")
         # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
         # api.openai.com) before our hook runs, and an offline or firewalled machine answers
-        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..." (contract §2.3).
+        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..."
+        # (docs/codex-contract.md §2.3).
         if "connection_strategy" in opts and opts.connection_strategy != "lazy":
             opts.update(connection_strategy="lazy")
 
@@ -248,7 +249,7 @@ class Relay:
         self._running = True
         config = self.config
         if self._refusal is not None:
-            # An ERROR during startup makes mitmdump exit (mitmproxy-notes.md §7).
+            # An ERROR during startup makes mitmdump exit (docs/mitmproxy-notes.md §7).
             logger.error("mitmrelay: %s", self._refusal)
             return
         if config is None or config.routes is None:
@@ -334,7 +335,7 @@ class Relay:
                 )
         except Exception:
             # Fail closed: the original request carries the client's OpenAI key and must
-            # never leave (mitmproxy-notes.md §4).
+            # never leave (docs/mitmproxy-notes.md §4).
             logger.exception("relay: request hook failed; answering locally")
             flight = self.flights.pop(flow.id, None)
             if flight is not None:
@@ -408,7 +409,7 @@ class Relay:
         upgrade = req.headers.get("upgrade", "").lower() == "websocket"
         rules: Sequence[InterceptRule] = self.config.rules if self.config else ()
         # pretty_host follows Host / :authority / SNI, so transparent and local modes match
-        # even when request.host is an IP (mitmproxy-notes.md §2).
+        # even when request.host is an IP (docs/mitmproxy-notes.md §2).
         return classify(
             req.method, req.pretty_host, req.path, reverse=reverse, upgrade=upgrade, rules=rules
         )
@@ -501,7 +502,7 @@ class Relay:
         for name in [n for n in headers if client_only(n)]:
             headers.pop(name, None)
         # Pop content-encoding BEFORE setting the body: mitmproxy re-encodes to match it
-        # (mitmproxy-notes.md §3).
+        # (docs/mitmproxy-notes.md §3).
         headers.pop("content-encoding", None)
         headers["accept-encoding"] = "identity"  # SSE must arrive uncompressed
         headers["content-type"] = "application/json"
@@ -523,7 +524,7 @@ class Relay:
         req.path = job.url.path
         if flow.server_conn.via is not None:
             # mitmproxy's upstream proxy (--mode upstream:) cannot reach our loopback link;
-            # the link itself goes through that proxy (mitmproxy-notes.md §2).
+            # the link itself goes through that proxy (docs/mitmproxy-notes.md §2).
             flow.server_conn = connection.Server(address=None)
         return token
 
@@ -588,7 +589,7 @@ class Relay:
         job, exchange = flight.job, flight.exchange
         if job.committed:
             # Translated by the link as it streamed: keep what was sent so mitmweb does not
-            # show "content missing" (mitmproxy-notes.md §8).
+            # show "content missing" (docs/mitmproxy-notes.md §8).
             flight.translator = job.translator
             response.content = bytes(job.answered)
             return

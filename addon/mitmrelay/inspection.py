@@ -5,7 +5,7 @@ the translated Chat request. Once it ends it is turned into the **client leg**: 
 request as the client sent it and the translated answer the client got. Beside it, a synthetic
 flow shows the **upstream leg**: the Chat request as the link sent it to ``relay_upstream``
 (after a self-healing retry, the retried one) and the upstream's own answer, status, headers
-and raw bytes (mitmproxy-notes.md §8, "companion flows"). Both carry ``~meta mitmrelay`` and
+and raw bytes (docs/mitmproxy-notes.md §8, "companion flows"). Both carry ``~meta mitmrelay`` and
 name each other in their comments. Keys never appear: the client's is hidden here, the
 relay's was never on a flow.
 
@@ -28,7 +28,7 @@ def show_client_leg(
 ) -> None:
     """Show the request as the client sent it (the flow's own request went to the link).
     ``listener``: in reverse mode, the address the client called; mitmproxy rewrote the
-    request to the dummy reverse target before any hook ran (mitmproxy-notes.md §2)."""
+    request to the dummy reverse target before any hook ran (docs/mitmproxy-notes.md §2)."""
     request = client_request.copy()
     if listener is not None:
         request.host, request.port = listener
@@ -48,7 +48,7 @@ def upstream_leg(f: http.HTTPFlow, link_request: http.Request, job: LinkJob) -> 
     """A flow for the call the link made to the upstream on ``f``'s behalf."""
     leg = f.copy()
     request = link_request.copy()
-    request.url = job.url.geturl()  # where the link went (Host follows: mitmproxy-notes §2)
+    request.url = job.url.geturl()  # where the link went (Host follows: docs/mitmproxy-notes.md §2)
     request.headers.pop(JOB_HEADER, None)
     if "authorization" in job.headers:
         request.headers["authorization"] = HIDDEN

@@ -191,7 +191,7 @@ def test_an_unreachable_upstream_is_a_json_error_codex_retries(fault, tmp_path):
         }[fault]
         with relay_with_introspection(tmp_path, url) as relay:
             response = call(relay)
-            error = assert_json_error(response)  # 5xx: Codex retries (contract §8)
+            error = assert_json_error(response)  # 5xx: Codex retries (docs/codex-contract.md §8)
             assert "completed" not in response.text
             assert_no_traceback(relay)
     assert error["type"] in ("server_error", "api_error")
@@ -265,7 +265,7 @@ def test_an_invalid_chunk_ends_the_stream_with_response_failed(scripted, relay):
 
 
 MID_STREAM_ERRORS = {
-    # OpenRouter reports a provider failure inside the stream (providers.md §1).
+    # OpenRouter reports a provider failure inside the stream (docs/providers.md §1).
     "openrouter-provider-died": (
         {"error": {"code": 502, "message": "provider died"}},
         "server_error",

@@ -307,7 +307,7 @@ def test_unrelated_flow_is_untouched(tmp_path):
 @pytest.mark.parametrize("mode", ["transparent", "wireguard", "local"])
 def test_ip_addressed_modes_match_by_pretty_host(mode, tmp_path):
     # In transparent, wireguard and local modes request.host is an IP; Host / SNI name the
-    # service (mitmproxy-notes §2).
+    # service (docs/mitmproxy-notes.md §2).
     relay = Relay()
     with taddons.context(relay) as tctx:
         tctx.configure(relay, confdir=str(tmp_path), relay_upstream="http://127.0.0.1:9/v1")

@@ -218,7 +218,7 @@ def test_cut_stream_is_failed_not_truncated(upstream, relay):
     assert [e["type"] for e in events].count("response.completed") == 0
     assert events[-1]["type"] == "response.failed"
     error = events[-1]["response"]["error"]
-    assert error["code"] == "server_error"  # Codex retries it (codex-contract.md §8)
+    assert error["code"] == "server_error"  # Codex retries it (docs/codex-contract.md §8)
     assert "closed the connection mid-answer" in error["message"]
 
 
@@ -656,7 +656,7 @@ def test_https_upstream_through_an_upstream_proxy_is_tunnelled(self_signed, tmp_
 def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):
     with FakeUpstream() as up, MitmRelay(tmp_path, up.url, options={"relay_timeout": "1"}) as relay:
         # The upstream stays silent for 60 s and the client waits 30 s: only the relay's
-        # watchdog can produce an answer, a retryable 5xx (codex-contract.md §8).
+        # watchdog can produce an answer, a retryable 5xx (docs/codex-contract.md §8).
         up.enqueue(Reply(chunks=[{"content": "late"}], delay_s=60))
         r = httpx.post(
             f"{relay.url}/v1/responses",

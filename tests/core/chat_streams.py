@@ -1,5 +1,5 @@
 """Builders for upstream Chat Completions SSE streams, in the shapes real providers send
-(providers.md §1). Shared by the stream, completion and SDK-oracle tests."""
+(docs/providers.md §1). Shared by the stream, completion and SDK-oracle tests."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Remote compaction end to end through the core: trigger -> one sealed compaction item ->
-replayed item opened into Codex's own summary message (codex-contract.md §9)."""
+replayed item opened into Codex's own summary message (docs/codex-contract.md §9)."""
 
 from __future__ import annotations
 

@@ -38,8 +38,8 @@ def parse(body: dict) -> object:
 @pytest.mark.parametrize("name", sorted(BODIES))
 def test_every_fixture_validates_without_unknowns_and_translates_to_a_valid_chat_request(name):
     req = parse(BODIES[name])
-    # Codex 0.169 sends nothing we do not model (contract §5, §6): every item and content part
-    # is a plain dict of a known type, every tool a model of a known kind.
+    # Codex 0.169 sends nothing we do not model (docs/codex-contract.md §5, §6): every item and
+    # content part is a plain dict of a known type, every tool a model of a known kind.
     assert all(type(i) is dict and i.get("type", "message") in KNOWN_ITEMS for i in req.input)
     parts = [
         p

@@ -185,8 +185,8 @@ def test_after_local_compaction_the_summary_is_a_user_message():
 
 
 def test_remote_compaction_trigger_asks_the_upstream_for_a_summary():
-    # 13a: the input ends with compaction_trigger (contract §9): the replayed history goes up,
-    # then Codex's own compaction prompt, and no tools.
+    # 13a: the input ends with compaction_trigger (docs/codex-contract.md §9): the replayed history
+    # goes up, then Codex's own compaction prompt, and no tools.
     chat, ctx = translate("13a-remote-compaction-v2.request.json")
     assert ctx.compaction
     assert chat["messages"][-2]["content"].startswith("Hello from the fake Responses")

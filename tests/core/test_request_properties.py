@@ -1,5 +1,5 @@
 """Property: for any item sequence Codex could replay, the Chat messages keep the order
-invariant (issue 3 §3, rule 3) and carry every piece of content exactly once.
+invariant (core/request.py rule 3) and carry every piece of content exactly once.
 
 Items are generated as a shape (kind + which call an output answers); every text is then made
 unique by its position, so "exactly once" can be checked by searching for it. Call ids of calls

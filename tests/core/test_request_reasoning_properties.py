@@ -7,10 +7,10 @@ missing, reversed or separated from their calls by a user message):
 
 - every message text lands in its Chat role (developer -> system) and in input order;
 - reasoning reaches the next assistant message or call of its turn, and never crosses a user
-  turn (providers.md §1.2: thinking models reject a tool loop without it);
+  turn (docs/providers.md §1.2: thinking models reject a tool loop without it);
 - with a carrier, the opened payload wins over the readable text, the profile's reasoning field
   (``reasoning_content`` / ``reasoning`` / none) is the only one used, and Gemini
-  ``thought_signature``s land on exactly their calls (codex-contract.md §7.3);
+  ``thought_signature``s land on exactly their calls (docs/codex-contract.md §7.3);
 - the result validates as a Chat Completions request and translation is deterministic.
 
 The translator runs for real (``parse_request`` on JSON bytes, then ``translate_request``). The
@@ -99,7 +99,7 @@ def build(seq: list[tuple[Any, ...]]) -> Expected:
         exp.texts[text] = "system" if role == "developer" else role
         exp.text_order.append(text)
 
-    # Codex always opens with its developer prompt (codex-contract.md §4); a request with no
+    # Codex always opens with its developer prompt (docs/codex-contract.md §4); a request with no
     # readable message at all is a client error, covered by test_request_rules.py.
     message("developer")
     for step in seq:

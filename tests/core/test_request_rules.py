@@ -1,4 +1,4 @@
-"""Table-driven edge cases, one group per rule of the request translator (issue 3 §3)."""
+"""Table-driven edge cases, one group per rule of the request translator (core/request.py)."""
 
 from __future__ import annotations
 

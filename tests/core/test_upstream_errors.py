@@ -1,4 +1,5 @@
-"""Upstream failures in each provider's real wording -> what Codex acts on (contract §8)."""
+"""Upstream failures in each provider's real wording -> what Codex acts on
+(docs/codex-contract.md §8)."""
 
 from __future__ import annotations
 
@@ -227,7 +228,8 @@ def test_rate_limit_message_has_the_form_codex_parses():
     mapped = map_upstream_error(
         429, {"retry-after": "1.5"}, b'{"error":{"message":"slow"}}', upstream="up"
     )
-    # codex-rs parses "try again in <n>s" out of rate_limit_exceeded messages (contract §8)
+    # codex-rs parses "try again in <n>s" out of rate_limit_exceeded messages
+    # (docs/codex-contract.md §8)
     assert re.search(r"Please try again in 1\.5s\.$", mapped.message)
 
 

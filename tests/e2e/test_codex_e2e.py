@@ -1,14 +1,14 @@
 """The real Codex CLI (each pinned release) doing real tasks through a real ``mitmdump``
 running the relay.
 
-Issue 6 §2, cases a–j. Only the Chat upstream is fake (``support.fake_upstream``): it records
-every request, so each case asserts both the effect Codex produced (a file on disk, the final
-message, the error Codex reports) and what the relay sent upstream.
+The everyday tasks, one case each. Only the Chat upstream is fake (``support.fake_upstream``): it
+records every request, so each case asserts both the effect Codex produced (a file on disk, the
+final message, the error Codex reports) and what the relay sent upstream.
 
 One mitmdump (reverse mode) and one fake upstream serve the whole module; each test resets the
 upstream's script and records. Cases that need a different relay (restart, proxy mode) start
 their own. Codex runs ~1 s each with loopback networking (~5.5 s in a network namespace with no
-route out, contract §14).
+route out, docs/codex-contract.md §14).
 """
 
 from __future__ import annotations
@@ -375,7 +375,8 @@ def test_h_429_with_retry_after_then_success(up: FakeUpstream, codex: CodexHarne
     assert_ok(run)
     assert run.last_message.strip() == "Finished after the rate limit."
     chats = up.chat_requests()
-    # Codex retried only because the relay passed the 429 on with Retry-After (contract §8).
+    # Codex retried only because the relay passed the 429 on with Retry-After
+    # (docs/codex-contract.md §8).
     assert len(chats) == 2
     assert chats[0]["messages"] == chats[1]["messages"]
 
@@ -405,7 +406,7 @@ def test_i_context_overflow_reported_as_such(up: FakeUpstream, codex: CodexHarne
     assert run.returncode != 0
     out = run.stdout + run.stderr + "\n".join(run.errors())
     assert "ran out of room in the model's context window" in out, run.describe()
-    # Not retried like a generic failure: Codex stops at once (contract §8).
+    # Not retried like a generic failure: Codex stops at once (docs/codex-contract.md §8).
     assert len(up.chat_requests()) == 1
 
 
@@ -433,7 +434,8 @@ def test_j_system_proxy_mode_unmodified_codex(
     assert run.last_message.strip() == "Done through the proxy."
     chats = up.chat_requests()
     assert len(chats) == 2
-    # Codex's side traffic (chatgpt.com, api.github.com; contract §2.4) is not relayed upstream.
+    # Codex's side traffic (chatgpt.com, api.github.com; docs/codex-contract.md §2.4) is not relayed
+    # upstream.
     assert {r["path"] for r in up.requests} == {"/v1/chat/completions"}
     assert {c["model"] for c in chats} == {"deepseek-chat"}
     for r in up.requests:

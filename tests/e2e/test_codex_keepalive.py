@@ -1,7 +1,7 @@
 """The real Codex CLI waiting on a model that thinks longer than Codex's stream idle timeout.
 
 Codex fails an attempt after ``stream_idle_timeout_ms`` without an SSE *event* (comments do
-not count: codex-contract.md §7.1). The relay's keep-alives are ``response.in_progress``
+not count: docs/codex-contract.md §7.1). The relay's keep-alives are ``response.in_progress``
 events, so with them a 3 s idle timeout survives 6 s of upstream silence. The control run,
 with keep-alives slower than the silence, shows the same setup failing: the test cannot pass
 vacuously.

@@ -1,4 +1,4 @@
-"""The relay in mitmproxy's transparent, wireguard and local modes, for real (issue 5 §2c).
+"""The relay in mitmproxy's transparent, wireguard and local modes, for real.
 
 Each test runs a real ``mitmdump -s addon/relay.py`` in a throwaway network namespace
 (support/netredirect.py) and a client that knows nothing of the proxy: the official openai SDK

@@ -2,7 +2,7 @@
 
 Codex's built-in provider compacts remotely: once reported input tokens pass
 ``model_auto_compact_token_limit`` it sends a request ending in ``compaction_trigger`` and needs
-exactly one ``compaction`` item back (codex-contract.md §9). The relay asks the upstream for a
+exactly one ``compaction`` item back (docs/codex-contract.md §9). The relay asks the upstream for a
 summary with Codex's own prompt and seals it into that item; on the next request it opens it
 into the summary message.
 """

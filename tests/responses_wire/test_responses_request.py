@@ -131,7 +131,8 @@ def test_a_family_with_custom_tools_gets_them_as_they_are():
 
 
 def test_custom_tools_inside_a_kept_namespace_are_wrapped_in_place():
-    """The lite models' `functions` namespace holds a freeform `exec` (contract §1.3)."""
+    """The lite models' `functions` namespace holds a freeform `exec`
+    (docs/codex-contract.md §1.3)."""
     body, ctx = clean("06-responses-lite-gpt-6.1-sol.request.json", "kimi")
     extra = next(i for i in _items(body) if i["type"] == "additional_tools")
     functions = next(t for t in extra["tools"] if t["name"] == "functions")

@@ -59,7 +59,7 @@ _current: list[str] = [CODEX_VERSIONS[0]]  # the version a harness without versi
 # The newest release's launcher, for code that needs one fixed binary (reading Codex's bundled
 # catalog); scripts/setup also links it at the old single-version path .codex-cli/node_modules.
 CODEX_BIN = ROOT / ".codex-cli" / CODEX_VERSIONS[0] / "node_modules" / ".bin" / "codex"
-# Not /tmp (contract §14); ignored by git.
+# Not /tmp (docs/codex-contract.md §14); ignored by git.
 HOMES_ROOT = ROOT / ".pytest-codex"
 
 CLIENT_KEY = "sk-codex-client-never-upstream"

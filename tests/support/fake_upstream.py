@@ -15,9 +15,10 @@ deltas) and rendered per family.
 
 Rules it enforces like the real services do (each switchable):
 - ``key``: ``Authorization: Bearer <key>`` or 401 (OpenAI's wording);
-- ``reject_empty_tools``: ``"tools": []`` is a 400 on several backends (providers.md §1.5);
+- ``reject_empty_tools``: ``"tools": []`` is a 400 on several backends (docs/providers.md §1.5);
 - ``deepseek_reasoning_rule``: an assistant tool-call message lacking the ``reasoning_content``
-  this server produced for that call is a 400 with DeepSeek's exact wording (providers.md §1.2);
+  this server produced for that call is a 400 with DeepSeek's exact wording
+  (docs/providers.md §1.2);
 - message order: every assistant ``tool_calls`` answered by tool messages right after.
 
 Use in-process: ``with FakeUpstream() as up: up.url`` (``http://127.0.0.1:PORT/v1``).

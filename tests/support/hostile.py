@@ -74,7 +74,7 @@ ITEM_TYPES = (
     "web_search",
     "no_such_type",
 )
-# Chat function names: OpenAI's rule, the strictest of the providers (providers.md §1.5).
+# Chat function names: OpenAI's rule, the strictest of the providers (docs/providers.md §1.5).
 VALID_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 CHAT_ROLES = {"system", "user", "assistant", "tool"}
 

@@ -6,7 +6,7 @@ a random ``web_password`` and a free loopback ``web_port`` (mitmweb logs ``web_p
 literally, so the port is picked here). Ready once the proxy listener and the web server have
 logged their lines and ``GET /state`` answers with the listener running.
 
-The REST client (mitmproxy-notes.md §8; routes in mitmproxy/tools/web/app.py) sends
+The REST client (docs/mitmproxy-notes.md §8; routes in mitmproxy/tools/web/app.py) sends
 ``Authorization: Bearer <password>`` on every call, and on POST/PUT the ``_mitmproxy_xsrf``
 cookie with the same value in ``X-XSRFToken`` (tornado's double-submit check):
 

@@ -7,7 +7,7 @@ is never touched. ``with ns.inside():`` moves the *calling thread* into it (``se
 and subprocesses started there inherit it, sockets created there belong to it, so a
 ``FakeUpstream`` or ``MitmRelay`` started inside lives in that namespace. Needs root.
 
-- ``redirect_tcp(ns, source, port)``: the transparent-mode recipe of mitmproxy-notes.md §10,
+- ``redirect_tcp(ns, source, port)``: the transparent-mode recipe of docs/mitmproxy-notes.md §10,
   ``iptables -t nat -A OUTPUT … -j REDIRECT --to-ports <mitmdump>``, matching only the
   client's source address so that mitmproxy's own connections are never redirected.
 - ``WireGuardDevice``: a real WireGuard client (Debian's ``wireguard-go``, userspace, configured

@@ -650,7 +650,7 @@ def _openai_id(name: str, n: int, tag: str) -> str:
 
 
 def _kimi_id(name: str, n: int, tag: str) -> str:
-    return f"functions.{name}:{n}"  # Kimi K2's own form (providers.md §1.1)
+    return f"functions.{name}:{n}"  # Kimi K2's own form (docs/providers.md §1.1)
 
 
 def _mistral_id(name: str, n: int, tag: str) -> str:

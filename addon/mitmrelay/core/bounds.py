@@ -1,6 +1,6 @@
 """A bounded least-recently-used map: entry count, total bytes and age, clock injected.
 
-Every piece of cross-request memory in the relay lives in one of these (STYLE.md §2.7): a
+Every piece of cross-request memory in the relay lives in one of these: a
 long-running relay must not grow without limit, whatever its clients do. Eviction order: expired
 entries first (on access), then least recently used until both the count and the byte bounds
 hold. An entry larger than the byte bound on its own is not kept.

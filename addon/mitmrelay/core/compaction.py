@@ -1,4 +1,4 @@
-"""Remote compaction for Codex's built-in provider (codex-contract.md §9).
+"""Remote compaction for Codex's built-in provider (docs/codex-contract.md §9).
 
 Codex's built-in ``openai`` provider (an unmodified Codex behind the system proxy) compacts its
 history remotely: it sends an ordinary Responses request whose ``input`` ends with

@@ -4,7 +4,7 @@ A client that sends ``previous_response_id`` sends only the new items; the relay
 response it produced, the full input of that request plus its output, and the next request's
 history is exactly that: previous input + previous output, then the new input. (The seed relay's
 streaming path stored the history without the current input, so the second hop lost a turn:
-providers.md §3, item 13.) Codex over HTTP always sends its full history with ``store: false``
+docs/providers.md §3, item 13.) Codex over HTTP always sends its full history with ``store: false``
 and never needs this (docs/codex-contract.md §4): the exchange keeps no record for such a
 request (core/exchange.py).
 

@@ -49,7 +49,7 @@ def no_upstream() -> Answer:
 
 
 def websocket_refused() -> Answer:
-    # 426 makes Codex fall back to HTTP at once, with no retries (codex-contract.md §2.2).
+    # 426 makes Codex fall back to HTTP at once, with no retries (docs/codex-contract.md §2.2).
     return error_answer(
         426,
         "mitmrelay serves the Responses API over HTTP only; use HTTPS POST",

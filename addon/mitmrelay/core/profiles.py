@@ -1,7 +1,7 @@
 """Provider profiles: every difference between Chat Completions upstreams, as data.
 
 Theory of operation: the request translator (core/request.py) and the stream translator read
-switches from a ``Profile``; they never test a provider's name (STYLE.md §2.6). A new provider
+switches from a ``Profile``; they never test a provider's name. A new provider
 is a new ``PROFILES`` row plus a strict fake in ``tests/support/fake_upstream.py``.
 
 Rules every row follows (the facts behind them are in docs/providers.md):
@@ -11,7 +11,7 @@ Rules every row follows (the facts behind them are in docs/providers.md):
    public issue quoting its error).
 2. Defaults describe a plain OpenAI-style server: every field sent, reasoning replayed as
    ``reasoning_content``, Codex's effort passed through as ``reasoning_effort``.
-3. Codex's ``reasoning.effort`` (none, minimal, low, medium, high, xhigh: codex-contract.md §3)
+3. Codex's ``reasoning.effort`` (none, minimal, low, medium, high, xhigh: docs/codex-contract.md §3)
    reaches a provider only through its ``Thinking`` row: the field it reads, the level each
    Codex effort becomes on the provider's ladder, and the switch fields it wants for thinking on
    and off. A level the provider does not accept is never sent (Ollama answers 400 "invalid
@@ -35,7 +35,7 @@ ReasoningReplay = Literal["reasoning_content", "reasoning", "none"]
 #            stream translator gave Codex (``call_functions_<name>_<n>``).
 ToolCallIds = Literal["keep", "alnum9", "kimi"]
 
-# Codex's efforts (codex-contract.md §3) and the ladders providers accept.
+# Codex's efforts (docs/codex-contract.md §3) and the ladders providers accept.
 CODEX_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
 
 

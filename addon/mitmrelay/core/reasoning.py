@@ -1,9 +1,9 @@
 """The upstream's reasoning, as it travels from one turn to the next.
 
 Thinking models (DeepSeek, Kimi, GLM, Qwen) reject a tool loop whose assistant messages lack
-the ``reasoning_content`` they produced (providers.md §1.2). Codex replays every reasoning item
+the ``reasoning_content`` they produced (docs/providers.md §1.2). Codex replays every reasoning item
 verbatim on every call, ``encrypted_content`` included, even after ``codex exec resume``
-(codex-contract.md §7.3), so the reasoning can travel inside the item itself.
+(docs/codex-contract.md §7.3), so the reasoning can travel inside the item itself.
 
 This module holds the payload and the seam:
 

@@ -4,7 +4,7 @@ DeepSeek and Kimi reject an assistant tool-call message that lacks the ``reasoni
 they produced. The sealed carrier brings it back whenever the relay emitted it; it cannot when a
 thread began on another model or before the relay. Then the relay retries once, with a
 placeholder on every assistant tool-call message that has none (the remedy LiteLLM's DeepSeek
-adapter uses: BerriAI/litellm#26660). The wordings are the providers' own (providers.md §1.2).
+adapter uses: BerriAI/litellm#26660). The wordings are the providers' own (docs/providers.md §1.2).
 
 Both remedies return a new request and leave the one they were given as it was, without copying
 it: a Codex request is megabytes of messages and only a few assistant messages change, so the

@@ -16,15 +16,16 @@ Rules (each cites the fact it rests on):
 
 1. Every ``developer``/``system`` message becomes a system message, all kept, in order: Codex's
    ~17 KB base prompt is the first developer item, and peers that "hoist" lose it
-   (codex-contract.md §4, providers.md §3 item 1). ``instructions`` comes first when present.
+   (docs/codex-contract.md §4, docs/providers.md §3 item 1). ``instructions`` comes first when
+   present.
 2. Consecutive calls form one assistant message with ``tool_calls`` (ids kept, empty arguments
    -> ``"{}"``); each output becomes a tool message. Chat tool messages cannot carry images, so
    image parts of an output go into one user message right after that turn's tool messages
-   (contract §13 item 2).
+   (docs/codex-contract.md §13 item 2).
 3. Message-order invariant: every assistant tool_call id is answered by exactly one tool
    message, right after it, in order. A call without output gets ``MISSING_OUTPUT``; an output
    without a call is dropped (logged).
-4. Reasoning items never become visible text (providers.md §1.2): they fill the reasoning field
+4. Reasoning items never become visible text (docs/providers.md §1.2): they fill the reasoning field
    (``profile.reasoning_replay``) of the next assistant message, or, for a provider with no such
    field (``profile.thinking_chunks``: Mistral), a typed ``thinking`` chunk at the head of its
    content, and only when the routed model thinks (docs/providers.md §2 Mistral). Source, in
@@ -828,8 +829,8 @@ def translate_request(
     if conv.searches:
         tools += _offer_found(conv, tools, max_tools)
 
-    # Remote compaction (contract §9): the input ends with a compaction_trigger; the upstream is
-    # asked for a handoff summary with Codex's own prompt, and no tools.
+    # Remote compaction (docs/codex-contract.md §9): the input ends with a compaction_trigger; the
+    # upstream is asked for a handoff summary with Codex's own prompt, and no tools.
     compaction = bool(items) and items[-1].get("type") == "compaction_trigger"
     if compaction:
         conv.messages.append({"role": "user", "content": COMPACTION_PROMPT})
@@ -842,7 +843,7 @@ def translate_request(
             param="input",
         )
     chat: dict[str, Any] = {"model": upstream_model, "messages": messages}
-    if tools:  # "tools": [] is rejected by several backends (providers.md §1.5)
+    if tools:  # "tools": [] is rejected by several backends (docs/providers.md §1.5)
         chat["tools"] = tools
         if profile.accepts_tool_choice and req.tool_choice is not None:
             chat["tool_choice"] = _tool_choice(req.tool_choice, names)
@@ -863,7 +864,7 @@ def translate_request(
         chat["stream"] = True
         if profile.accepts_stream_options:
             # Without usage Codex's context tracking and auto-compaction break
-            # (providers.md §1.4).
+            # (docs/providers.md §1.4).
             chat["stream_options"] = {"include_usage": True}
         if tools:
             chat.update(profile.stream_extra)

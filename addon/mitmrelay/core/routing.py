@@ -6,9 +6,9 @@
 - Proxy modes (regular, transparent, wireguard, local): only the Responses paths of
   ``relay_hosts`` are ours; all other traffic passes untouched. The host is matched on the SNI /
   pretty host, since in transparent and local modes ``request.host`` is an IP
-  (mitmproxy-notes.md §2).
+  (docs/mitmproxy-notes.md §2).
 - A websocket upgrade on a Responses path gets 426: Codex's built-in provider then falls back to
-  HTTP at once instead of retrying 7 times (codex-contract.md §2.2).
+  HTTP at once instead of retrying 7 times (docs/codex-contract.md §2.2).
 """
 
 from __future__ import annotations

@@ -562,8 +562,8 @@ class StreamTranslator:
                 call.item.add("".join(call.args))  # what came before the name
 
     def _thought_signature(self, extra: object) -> str | None:
-        """Gemini's ``extra_content.google.thought_signature`` on a call (docs/providers.md
-        §1.2), or None."""
+        """Gemini's ``extra_content.google.thought_signature`` on a call
+        (docs/providers.md §1.2), or None."""
         if not isinstance(extra, dict):
             raise self._malformed("a tool call's extra_content", "an object")
         google = extra.get("google")

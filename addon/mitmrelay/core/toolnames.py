@@ -2,8 +2,8 @@
 
 Chat Completions function names must match ``^[a-zA-Z0-9_-]{1,64}$`` (OpenAI's rule, which
 DeepSeek and others enforce). Codex declares MCP tools inside namespaces and must get
-``{name, namespace}`` back (codex-contract.md §6), so a namespaced tool becomes
-``<namespace>__<name>``; dots fail strict checks (providers.md §3, item 9). A name over the
+``{name, namespace}`` back (docs/codex-contract.md §6), so a namespaced tool becomes
+``<namespace>__<name>``; dots fail strict checks (docs/providers.md §3, item 9). A name over the
 limit keeps a readable prefix plus a stable hash of the whole, so the same tool always gets the
 same name across turns and relay restarts. Two different tools that would get one name are a
 client error, never a silent overwrite.

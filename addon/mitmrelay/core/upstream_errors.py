@@ -1,6 +1,6 @@
 """Upstream failures -> errors the Codex CLI acts on.
 
-What Codex 0.169 does with each form (codex-contract.md §8, fixtures/error-behaviour.json):
+What Codex 0.169 does with each form (docs/codex-contract.md §8, fixtures/error-behaviour.json):
 
 - ``context_length_exceeded`` (HTTP 400 or ``response.failed``): stops, tells the user the
   context window is full, and auto-compaction can run. Not retried.
@@ -12,7 +12,7 @@ What Codex 0.169 does with each form (codex-contract.md §8, fixtures/error-beha
 
 So every mapping keeps an HTTP status for errors known before streaming starts, and a code and
 message for ``response.failed`` when the stream has begun. Peers sent ``code: "429"`` with the
-raw body and dropped Retry-After, so Codex neither waited nor compacted (providers.md §3, 4).
+raw body and dropped Retry-After, so Codex neither waited nor compacted (docs/providers.md §3, 4).
 
 Classification is a table of (predicate, code) rules tried in order, not a chain of branches.
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-# Context-window wordings, each from a provider's real answers (providers.md §2; vLLM's exact
+# Context-window wordings, each from a provider's real answers (docs/providers.md §2; vLLM's exact
 # body is in providers.md under vLLM).
 _CONTEXT_PATTERNS = re.compile(
     "|".join(
@@ -201,7 +201,7 @@ class _Rule:
     status:   HTTP status sent to Codex; None keeps the upstream's (5xx, 401/403).
     template: the message; ``{upstream}``, ``{detail}`` and ``{status}`` are filled in.
     retry:    read the retry delay (Retry-After and friends) and, for rate limits, end the
-              message with "Please try again in Xs." which Codex parses (contract §8).
+              message with "Please try again in Xs." which Codex parses (docs/codex-contract.md §8).
     """
 
     code: str
@@ -250,7 +250,7 @@ def _always(status: int | None, message: str, code: str | None, kind: str | None
 # that talks about the context window is an overflow whatever else it says. The last row takes
 # every other 4xx, with the upstream's own message (Codex shows it as is).
 _RULES: tuple[_Rule, ...] = (
-    # HTTP 400 context_length_exceeded: Codex stops and can compact (contract §8).
+    # HTTP 400 context_length_exceeded: Codex stops and can compact (docs/codex-contract.md §8).
     _Rule(
         "context_length_exceeded",
         _is_context,
@@ -353,7 +353,8 @@ _TRANSPORT = {
 
 
 def map_transport_error(kind: str, detail: str, *, upstream: str) -> MappedError:
-    """A failure below HTTP. All are ``server_error`` so Codex retries them (contract §8)."""
+    """A failure below HTTP. All are ``server_error`` so Codex retries them
+    (docs/codex-contract.md §8)."""
     template, status = _TRANSPORT.get(kind, ("{upstream} failed: {detail}", 502))
     return MappedError(
         status, "server_error", "server_error", template.format(upstream=upstream, detail=detail)

@@ -1,12 +1,12 @@
 """The upstream link: a loopback HTTP/1.1 server on mitmproxy's event loop that makes the
 upstream call of each relayed flow and, for a streamed call, translates the stream.
 
-Why it exists. mitmproxy alone cannot do three things the relay needs (docs/mitmproxy-notes.md
-§5-§6): a ``.stream`` callable runs only when upstream bytes arrive, so nothing can reach Codex
-while a reasoning model thinks before its first byte; an unreachable, TLS-failing or silent
-upstream becomes mitmproxy's fixed HTML 502; and a connection cut mid-stream becomes a
-truncated body. So the relay reroutes a flow here (``register`` + ``JOB_HEADER``), and the link
-calls the upstream itself, adding the relay's key (which therefore never sits on a flow that
+Why it exists. mitmproxy alone cannot do three things the relay needs
+(docs/mitmproxy-notes.md §5-§6): a ``.stream`` callable runs only when upstream bytes arrive, so
+nothing can reach Codex while a reasoning model thinks before its first byte; an unreachable,
+TLS-failing or silent upstream becomes mitmproxy's fixed HTML 502; and a connection cut mid-stream
+becomes a truncated body. So the relay reroutes a flow here (``register`` + ``JOB_HEADER``), and the
+link calls the upstream itself, adding the relay's key (which therefore never sits on a flow that
 mitmweb shows or ``-w`` saves), and answers mitmproxy with what the client should get.
 
 Split by what changes together:

@@ -26,7 +26,7 @@ class ToolCall(_Model):
     id: str | None = None
     type: Literal["function"] | None = "function"
     function: FunctionCall
-    index: int | None = None  # chunks only; Gemini leaves it out (providers.md §1.3)
+    index: int | None = None  # chunks only; Gemini leaves it out (docs/providers.md §1.3)
 
 
 class ImageURL(_Model):

@@ -1,4 +1,4 @@
-"""The Responses API request, exactly as the Codex CLI 0.169 sends it (codex-contract.md §4–6).
+"""The Responses API request, exactly as the Codex CLI 0.169 sends it (docs/codex-contract.md §4–6).
 
 Validated once, at the edge, with ``ResponsesRequest.model_validate_json`` (pydantic's fastest
 path). Unknown fields are kept (``extra="allow"``): a new Codex release adding a field must not
@@ -197,7 +197,8 @@ class InputImage(_Shape):
     type: Literal["input_image"]
     image_url: NotRequired[ImageUrl | None]  # a data: URL (codex exec -i) or an http(s) URL
     file_id: NotRequired[Identifier | None]
-    detail: NotRequired[str | None]  # "high" from -i, "original" from view_image (contract §5)
+    # "high" from -i, "original" from view_image (docs/codex-contract.md §5)
+    detail: NotRequired[str | None]
 
 
 class OutputText(_Shape):
@@ -251,14 +252,14 @@ class UnknownTool(_Model):
     type: str
 
 
-# Inside a namespace only functions and freeform tools have been seen (contract §6); anything
-# else is kept as unknown and skipped, like an unknown top-level tool, never a 400.
+# Inside a namespace only functions and freeform tools have been seen (docs/codex-contract.md §6);
+# anything else is kept as unknown and skipped, like an unknown top-level tool, never a 400.
 NestedTool = _union({"function": FunctionTool, "custom": CustomTool}, unknown=UnknownTool)
 
 
 class NamespaceTool(_Model):
     """MCP servers (``mcp__<server>``) and ``multi_agent_v1``: tools grouped under a name that
-    Codex needs back on each call (contract §6)."""
+    Codex needs back on each call (docs/codex-contract.md §6)."""
 
     type: Literal["namespace"]
     name: Identifier
@@ -365,7 +366,7 @@ class CustomToolCallOutputItem(_Shape):
 
 
 class CompactionItem(_Shape):
-    """Remote compaction's opaque summary, replayed verbatim (contract §9)."""
+    """Remote compaction's opaque summary, replayed verbatim (docs/codex-contract.md §9)."""
 
     type: Literal["compaction"]
     encrypted_content: NotRequired[str | None]
@@ -377,7 +378,7 @@ class CompactionTriggerItem(_Shape):
 
 
 class AdditionalToolsItem(_Shape):
-    """Lite slugs move the tools into the first input item (contract §1.3)."""
+    """Lite slugs move the tools into the first input item (docs/codex-contract.md §1.3)."""
 
     type: Literal["additional_tools"]
     tools: NotRequired[list[Tool]]

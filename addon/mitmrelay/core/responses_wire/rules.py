@@ -1,7 +1,7 @@
 """What each provider family's ``/responses`` endpoint takes, as data.
 
 The request cleanup (``request.py``) and the stream normaliser (``stream.py``) read switches
-from a ``ResponsesRules`` row; they never test a provider's name (STYLE.md §2.6). Rows are keyed
+from a ``ResponsesRules`` row; they never test a provider's name. Rows are keyed
 by the family names of ``core/profiles.py`` and will become the ``responses`` section of those
 ``Profile`` rows once the Responses wire is wired into the routes file.
 
@@ -10,7 +10,7 @@ input items ``message``, ``function_call`` (no ``namespace``), ``function_call_o
 string) and ``reasoning``; reasoning blobs only from the provider that made them; the request
 fields of OpenAI's own reference that carry meaning for a model. A row widens the subset only
 where the provider documents support, and each widening or quirk names its source. Nothing
-here was tried against a live provider API (``docs/providers.md`` §5); where a source is a
+here was tried against a live provider API (docs/providers.md §5); where a source is a
 third party's reading of the provider's documentation, the comment says so.
 """
 

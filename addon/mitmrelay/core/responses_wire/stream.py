@@ -27,8 +27,8 @@ Rules (each cites the fact it rests on):
    as a ``custom_tool_call`` with its raw input, decoded live from the streamed arguments
    (core/freeform_input.py) and taken from the whole parse at the end; a call of the function
    that stands for Codex's ``tool_search`` goes back as the ``tool_search_call`` Codex runs,
-   its arguments the JSON object Codex parses (core/tool_search.py rule 5, docs/tool-search.md
-   §3), with no argument events.
+   its arguments the JSON object Codex parses (core/tool_search.py rule 5,
+   docs/tool-search.md §3), with no argument events.
 4. Reasoning is shown per ``reasoning_mode`` as on the Chat wire: summary parts (what Codex
    renders), raw ``reasoning_text``, or hidden; whatever the provider streams (reasoning_text
    from DeepSeek, Z.ai, vLLM; summary parts from Kimi, Ollama) feeds it. With a carrier the
