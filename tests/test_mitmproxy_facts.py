@@ -242,6 +242,14 @@ class Mitmdump:
     def text(self) -> str:
         return "\n".join(self.output)
 
+    def wait_for_text(self, needle: str) -> str:
+        """The output once it holds ``needle``: mitmdump's log reaches the reader thread some
+        time after the client has seen the body."""
+        deadline = time.monotonic() + DEADLINE_S
+        while needle not in self.text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.text()
+
     def observations(self, exp: str) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
         return [o for o in map(json.loads, lines) if o["exp"] == exp]
@@ -445,7 +453,7 @@ def test_s5_an_exception_in_the_stream_callable_loses_what_mitmproxy_was_handlin
     resp = conn.getresponse()  # the headers went out; the first chunk makes the callable raise
     origin.release.set()  # the rest comes in a later read: it still flows
     assert read_all(resp) == (b"data: 2\n\n", True)
-    assert "mitmproxy has crashed!" in reverse.text()
+    assert "mitmproxy has crashed!" in reverse.wait_for_text("mitmproxy has crashed!")
     assert "experiment: stream callable failure" in reverse.text()
 
 
