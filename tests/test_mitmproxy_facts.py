@@ -191,10 +191,10 @@ class _OriginHandler(http.server.BaseHTTPRequestHandler):
 class Mitmdump:
     """A real mitmdump with the experiment addon, on a free loopback port."""
 
-    def __init__(self, tmp: Path, mode: str, **options: str | int) -> None:
+    def __init__(self, tmp: Path, mode: str, *, addon: str = ADDON, **options: str | int) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         self.addon = tmp / "facts_addon.py"
-        self.addon.write_text(ADDON)
+        self.addon.write_text(addon)
         self.log_path = tmp / "observations.jsonl"
         self.log_path.touch()
         args = [str(MITMDUMP), "--mode", f"{mode}@127.0.0.1:0", "--set", f"confdir={tmp}"]
@@ -508,3 +508,302 @@ def test_s6_an_upstream_cut_mid_stream_truncates_the_body_and_calls_error(revers
 def test_s7_a_bad_option_or_an_error_log_at_startup_stops_mitmdump(fail, tmp_path):
     m = Mitmdump(tmp_path, "regular", facts_fail=fail)
     assert m.exit_code() == 1, m.text()
+
+
+# The §7.1–§7.3 experiments: an addon with one option of each kind the relay might declare. It
+# notes to a file named in its own text (not an option: a failed --set may leave every option
+# unset), and at runtime changes its options itself, as mitmweb's PUT /options does
+# (``options.update``) and as ``:set`` does (``options.set``).
+OPTIONS_ADDON = """
+import asyncio, json
+from dataclasses import dataclass
+from mitmproxy import ctx, exceptions, hooks
+
+NOTES = {notes!r}
+
+
+def note(**kw):
+    with open(NOTES, "a") as f:
+        f.write(json.dumps(kw) + "\\n")
+
+
+@dataclass
+class PingHook(hooks.Hook):
+    name = "facts_ping"
+    payload: str
+
+
+class Options:
+    def load(self, loader):
+        loader.add_option("s7_mode", str, "", "what configure does: opterr or valerr")
+        loader.add_option("s7_n", int, 0, "an int option")
+        loader.add_option("s7_f", float, 0.0, "a float option")
+        loader.add_option("s7_later", str, "", "the s7_mode value set once running")
+
+    def configure(self, updated):
+        note(exp="configure", mode=ctx.options.s7_mode)
+        if "s7_mode" in updated and ctx.options.s7_mode == "opterr":
+            raise exceptions.OptionsError("s7_mode=opterr refused")
+        if "s7_mode" in updated and ctx.options.s7_mode == "valerr":
+            raise ValueError("s7_mode=valerr broke configure")
+
+    def running(self):
+        note(exp="running")
+        ctx.master.addons.trigger(PingHook("sync"))
+        if ctx.options.s7_later:
+            asyncio.get_running_loop().call_soon(self.later)
+
+    def later(self):
+        try:
+            ctx.options.update(s7_mode=ctx.options.s7_later)
+            raised = None
+        except Exception as e:
+            raised = type(e).__name__
+        note(exp="update", raised=raised, mode=ctx.options.s7_mode)
+        for spec in ("s7_n=abc", "s7_f=1.5"):
+            try:
+                ctx.options.set(spec)
+                note(exp="set", spec=spec, raised=None)
+            except Exception as e:
+                note(exp="set", spec=spec, raised=type(e).__name__, msg=str(e))
+        asyncio.ensure_future(ctx.master.addons.trigger_event(PingHook("async")))
+
+    def request(self, flow):
+        note(exp="request")
+
+
+class Listener:
+    def facts_ping(self, payload):
+        note(exp="ping", payload=payload)
+
+
+addons = [Options(), Listener()]
+"""
+
+
+def options_mitmdump(tmp: Path, **options: str) -> tuple[Mitmdump, Path]:
+    notes = tmp / "notes.jsonl"
+    notes.touch()
+    return Mitmdump(tmp, "regular", addon=OPTIONS_ADDON.format(notes=str(notes)), **options), notes
+
+
+def noted(notes: Path, exp: str) -> list[dict[str, Any]]:
+    return [o for o in map(json.loads, notes.read_text().splitlines()) if o["exp"] == exp]
+
+
+def wait_noted(m: Mitmdump, notes: Path, exp: str, count: int = 1) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + DEADLINE_S
+    while len(found := noted(notes, exp)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(found) >= count, f"no {exp} in {notes.read_text()}\n{m.text()}"
+    return found
+
+
+@pytest.mark.parametrize(
+    ("mode", "shown"),
+    [
+        ("opterr", "mitmproxy.exceptions.OptionsError: s7_mode=opterr refused"),
+        ("valerr", "ValueError: s7_mode=valerr broke configure"),
+    ],
+)
+def test_s7_1_any_exception_in_configure_at_startup_is_a_traceback_and_exit_1(
+    mode, shown, tmp_path
+):
+    m, _ = options_mitmdump(tmp_path, s7_mode=mode)
+    assert m.exit_code() == 1, m.text()
+    assert "error in script" in m.text() and shown in m.text()
+    assert "Error logged during startup, exiting..." in m.text()
+
+
+def test_s7_1_at_runtime_an_options_error_keeps_the_old_value(tmp_path):
+    m, notes = options_mitmdump(tmp_path, s7_later="opterr")
+    try:
+        (update,) = wait_noted(m, notes, "update")
+        assert update == {"exp": "update", "raised": "OptionsError", "mode": ""}
+        # configure saw the new value, then ran again with the old one (the rollback)
+        assert [c["mode"] for c in noted(notes, "configure")][-2:] == ["opterr", ""]
+    finally:
+        m.stop()
+
+
+def test_s7_1_at_runtime_another_exception_is_logged_and_the_new_value_stays(tmp_path):
+    m, notes = options_mitmdump(tmp_path, s7_later="valerr")
+    try:
+        (update,) = wait_noted(m, notes, "update")
+        assert update == {"exp": "update", "raised": None, "mode": "valerr"}
+        assert "Addon error: s7_mode=valerr broke configure" in m.wait_for_text("Addon error")
+    finally:
+        m.stop()
+
+
+def test_s7_2_a_custom_hook_reaches_addons_by_trigger_and_trigger_event(tmp_path):
+    m, notes = options_mitmdump(tmp_path, s7_later="fine")
+    try:
+        pings = wait_noted(m, notes, "ping", count=2)
+        assert [p["payload"] for p in pings] == ["sync", "async"]
+    finally:
+        m.stop()
+
+
+def test_s7_3_at_runtime_set_refuses_a_malformed_int_and_cannot_parse_a_float(tmp_path):
+    m, notes = options_mitmdump(tmp_path, s7_later="fine")
+    try:
+        sets = {s["spec"]: s for s in wait_noted(m, notes, "set", count=2)}
+        assert sets["s7_n=abc"]["raised"] == "OptionsError"
+        assert "not an integer: abc" in sets["s7_n=abc"]["msg"]
+        assert sets["s7_f=1.5"]["raised"] == "NotImplementedError"
+        assert "unsupported option type" in sets["s7_f=1.5"]["msg"]
+    finally:
+        m.stop()
+
+
+def test_s7_3_a_float_option_given_with_set_at_startup_is_a_traceback_and_exit_1(tmp_path):
+    m, _ = options_mitmdump(tmp_path, s7_f="1.5")
+    assert m.exit_code() == 1, m.text()
+    assert "NotImplementedError: Failed to parse option s7_f" in m.text()
+
+
+def test_s7_3_a_malformed_int_at_startup_leaves_the_script_unloaded_and_says_nothing(
+    tmp_path, origins
+):
+    m, notes = options_mitmdump(tmp_path, s7_n="abc")
+    try:
+        m.wait_ready()
+        # The proxy forwards a request as if the script were not there: the request hook never
+        # ran (it would have noted before the request left), nor configure or running.
+        conn = http.client.HTTPConnection("127.0.0.1", m.port, timeout=DEADLINE_S)
+        conn.request("GET", f"http://127.0.0.1:{origins[0].port}/plain")
+        resp = conn.getresponse()
+        assert resp.status == 200 and json.loads(resp.read()) == {"origin": origins[0].port}
+        assert notes.read_text() == ""
+        assert m.proc.poll() is None  # still running
+        assert "not an integer" not in m.text() and "Error" not in m.text()
+    finally:
+        m.stop()
+
+
+# ----------------------------------------------------------------------------- §14
+
+
+def _h11_client_reading(answer: bytes, *, method: bytes = b"GET") -> Any:
+    import h11
+
+    c = h11.Connection(h11.CLIENT)
+    c.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+    c.send(h11.EndOfMessage())
+    c.receive_data(answer)
+    return c
+
+
+def _events(c: Any) -> list[Any]:
+    import h11
+
+    out = []
+    while (e := c.next_event()) not in (h11.NEED_DATA, h11.PAUSED):
+        out.append(e)
+        if type(e) is h11.ConnectionClosed:  # it would be returned again on every call
+            break
+    return out
+
+
+def test_s14_h11_is_the_version_mitmproxy_pins():
+    requires = importlib.metadata.requires("mitmproxy") or []
+    assert "h11<=0.16.0,>=0.16.0" in requires
+    assert importlib.metadata.version("h11") == "0.16.0"
+
+
+def test_s14_h11_ends_a_close_framed_body_at_eof_and_calls_a_short_body_a_protocol_error():
+    import h11
+
+    c = _h11_client_reading(b"HTTP/1.1 200 OK\r\n\r\nabc")
+    assert [type(e) for e in _events(c)] == [h11.Response, h11.Data]
+    c.receive_data(b"")
+    assert [type(e) for e in _events(c)] == [h11.EndOfMessage, h11.ConnectionClosed]
+    c = _h11_client_reading(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabc")
+    _events(c)
+    c.receive_data(b"")
+    with pytest.raises(h11.RemoteProtocolError, match="peer closed connection without sending"):
+        c.next_event()
+
+
+def test_s14_h11_keeps_unread_bytes_and_reports_1xx_apart():
+    import h11
+
+    c = _h11_client_reading(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"
+    )
+    assert type(c.next_event()) is h11.InformationalResponse
+    assert type(c.next_event()) is h11.Response
+    # nothing read yet: the body waits in h11's buffer until next_event is called
+    assert bytes(c.next_event().data) == b"abc"
+    assert type(c.next_event()) is h11.EndOfMessage
+
+
+def test_s14_h11_reuses_a_connection_only_after_both_sides_are_done_without_close():
+    import h11
+
+    c = _h11_client_reading(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+    _events(c)
+    assert (c.our_state, c.their_state) == (h11.DONE, h11.DONE)
+    c.start_next_cycle()
+    assert (c.our_state, c.their_state) == (h11.IDLE, h11.IDLE)
+    c = _h11_client_reading(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+    _events(c)
+    assert c.their_state is h11.MUST_CLOSE
+    with pytest.raises(h11.LocalProtocolError):
+        c.start_next_cycle()
+
+
+def test_s14_h11_refuses_a_bad_header_when_the_event_is_built_before_anything_is_sent():
+    import h11
+
+    c = h11.Connection(h11.CLIENT)
+    with pytest.raises(h11.LocalProtocolError):
+        c.send(h11.Request(method="GET", target="/", headers=[("host", "x"), ("x-a", "1\r\n2")]))
+    assert c.our_state is h11.IDLE  # the Request was never made: the connection is untouched
+
+
+def test_s14_h11_pauses_after_a_successful_connect():
+    import h11
+
+    c = h11.Connection(h11.CLIENT)
+    c.send(h11.Request(method="CONNECT", target="example.com:443", headers=[("host", "x")]))
+    c.send(h11.EndOfMessage())
+    c.receive_data(b"HTTP/1.1 200 OK\r\n\r\n\x16\x03")
+    assert type(c.next_event()) is h11.Response
+    assert c.next_event() is h11.PAUSED
+    assert c.their_state is h11.SWITCHED_PROTOCOL
+    assert c.trailing_data == (b"\x16\x03", False)  # the tunnel's first bytes, not HTTP
+
+
+def test_s14_asyncio_loop_time_is_monotonic_and_eof_received_none_closes(tmp_path):
+    import asyncio
+
+    async def main() -> tuple[float, float, bool]:
+        loop = asyncio.get_running_loop()
+        before = time.monotonic()
+        t = loop.time()
+        closed = loop.create_future()
+
+        class Reader(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def eof_received(self):
+                return None  # a false value: the transport closes itself
+
+            def connection_lost(self, exc):
+                closed.set_result(True)
+
+        server = await loop.create_server(Reader, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write_eof()
+        done = await asyncio.wait_for(closed, DEADLINE_S)
+        writer.close()
+        server.close()
+        return before, t, done
+
+    before, t, closed = asyncio.run(main())
+    assert before <= t <= time.monotonic()
+    assert closed

@@ -234,8 +234,9 @@ def test_codex_compacts_by_the_routed_context_window(
     compacts: bool,
 ) -> None:
     # The same 19 000 reported input tokens: past 90 % of kimi-k2's 20 000-token window (Codex
-    # compacts), nothing for deepseek-chat's 1 000 000 (Codex's own window for an unknown name
-    # would not tell them apart).
+    # compacts), nothing for deepseek-chat's 1 000 000 (docs/codex-contract.md §9.1); Codex's
+    # own window for an unknown name, about 272 000 (docs/codex-contract.md §1.4), would not
+    # tell them apart.
     up = {"alpha": alpha, "beta": beta}[provider]
     up.brain = compaction_brain(19_000)
     run = codex.exec("Run true, then say done.", options=["-m", model])
@@ -290,7 +291,8 @@ def test_codex_shows_the_relays_model_not_found(
     run = codex.exec("Hello?", options=["-m", "gpt-9-unrouted"])
     assert run.returncode != 0
     shown = "\n".join(run.errors())
-    # Codex shows the message of a 400 it does not special-case (docs/codex-contract.md §8).
+    # A 400 is never retried; model_not_found is a code Codex knows, so it shows the message
+    # alone (docs/codex-contract.md §8.1).
     assert "The model 'gpt-9-unrouted' does not exist" in shown, run.describe()
     assert "deepseek-chat, kimi-k2, flaky-primary, textonly/*" in shown
     assert alpha.requests == beta.requests == []

@@ -15,7 +15,7 @@ one encodes to the same bytes as strict UTF-8, so blobs sealed before this rule 
 Opening never raises: a blob from OpenAI (``gAAAA…``), another relay (another key), or one that
 was altered is ignored with one log line, and the caller falls back to the readable summary.
 Encrypted reasoning is scoped to the issuing key, as providers scope theirs (OpenRouter:
-``The encrypted content for item rs_… could not be verified``, docs/providers.md §1.2).
+``The encrypted content for item rs_… could not be verified``, docs/providers.md §1.2, §6.2).
 
 The key and the nonces are injected (the core reads no files and draws no randomness).
 """

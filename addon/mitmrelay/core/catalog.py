@@ -3,9 +3,11 @@
 Theory of operation
 -------------------
 Codex shapes its requests by the model's catalog entry (docs/codex-contract.md §1.2, §1.3):
-a name it does not know gets fallback metadata, no ``apply_patch`` tool, and a guessed
-context window, so auto-compaction fires too late or never. ``mitmrelay codex-config
---catalog`` writes a catalog with one entry per exact ``[models]`` name. The entries are not
+a name it does not know gets fallback metadata, no ``apply_patch`` tool, and a context window
+of about 272 000 tokens (docs/codex-contract.md §1.4), while auto-compaction fires at 90 % of
+the window (docs/codex-contract.md §9.1): too late for a smaller model, too early for a
+larger. ``mitmrelay codex-config --catalog`` writes a catalog with one entry per exact
+``[models]`` name. The entries are not
 written from memory: ``build_catalog`` starts from an entry of the catalog the user's own
 Codex ships (``codex debug models --bundled``), so every field that Codex version requires is
 there with a value it accepts, and overrides only what the route knows.
@@ -21,7 +23,8 @@ Rules:
    the routed model; ``apply_patch_tool_type = "freeform"`` (the only way Codex offers
    ``apply_patch`` to a custom slug, §1.2); input modalities from ``vision`` (text only: Codex
    sends no image); reasoning levels only when ``reasoning``.
-3. What only OpenAI's service has goes: upgrade prompts, speed and service tiers, the
+3. What only OpenAI's service has goes (the bundled fields: docs/codex-contract.md §1.4):
+   upgrade prompts, speed and service tiers, the
    websocket preference, and the ``tool_search`` tool (a model the relay serves gets its MCP
    tools directly in ``tools``, §16). The output bound (``max_output_tokens``) has no field in
    Codex's entry: the relay applies it to the upstream request (core/exchange.py rule 4).

@@ -30,12 +30,13 @@ Rules:
    repeat across conversations and providers), and one provider's reasoning is no answer to
    another's demand. Sealed reasoning is scoped the same way: each attempt's translator seals
    as its provider, and each attempt's request sends another provider's reasoning as its text
-   alone (core/reasoning.py). The conversation is kept for ``previous_response_id`` unless the
-   request said ``store: false``: OpenAI keeps no such response, and a later
-   ``previous_response_id`` naming it is answered ``previous_response_not_found``
-   (smg-project/smg#916, bigduu/Bamboo-agent#64), as rule 2 answers it here. Codex sends
-   ``store: false`` on every call, with its whole history (docs/codex-contract.md §4): keeping
-   each call's megabytes it never asks for again cost more CPU than translating them
+   alone (core/reasoning.py; a blob sent to another provider is refused as
+   ``invalid_encrypted_content``, docs/providers.md §6.2). The conversation is kept for
+   ``previous_response_id`` unless the request said ``store: false``: OpenAI keeps no such
+   response, and a later ``previous_response_id`` naming it is answered
+   ``previous_response_not_found`` (docs/providers.md §6.1), as rule 2 answers it here. Codex
+   sends ``store: false`` on every call, with its whole history (docs/codex-contract.md §4):
+   keeping each call's megabytes it never asks for again cost more CPU than translating them
    (notes/reqspeed.md).
 6. A whole answer (a JSON completion or Response, or an SSE body read whole) is the stream it
    is equivalent to (core/wires.py ``as_sse``): one function turns it into events, for the
@@ -135,7 +136,9 @@ def previous_history(
 
 
 def model_not_found(model: str, names: Sequence[str]) -> ClientRequestError:
-    """The 400 for a model name no route matches: names the model and what is routed."""
+    """The 400 for a model name no route matches: names the model and what is routed. Codex
+    shows a ``model_not_found`` message alone and does not retry a 400
+    (docs/codex-contract.md §8.1)."""
     listing = ", ".join(names) or "none"
     return ClientRequestError(
         f"The model '{model}' does not exist or is not routed by this relay "

@@ -10,6 +10,7 @@ Theory of operation (sans-IO: the writer in ``state/ledger.py`` stores what this
    upstream's own report. Its conventions are the OpenAI ones: ``input_tokens`` *includes*
    ``input_tokens_details.cached_tokens`` and ``output_tokens`` *includes*
    ``output_tokens_details.reasoning_tokens`` (docs/codex-contract.md §7.4 shows the object;
+   reasoning is billed as output, docs/providers.md §1.6;
    OpenAI's ``CompletionUsage``: reasoning tokens "are still counted in the total completion
    tokens for purposes of billing"; DeepSeek's ``prompt_cache_hit_tokens`` +
    ``prompt_cache_miss_tokens`` = ``prompt_tokens``, docs/providers.md §1.4). A count that is
@@ -19,7 +20,7 @@ Theory of operation (sans-IO: the writer in ``state/ledger.py`` stores what this
    output × output price``. Reasoning is not added again: it is part of the output. One
    exception: an upstream that reports ``total_tokens`` above ``input + output`` left some
    output out of ``completion_tokens`` (Gemini-style thought tokens, which Gemini bills as
-   output and counts in its total: mozilla-ai/any-llm#1291, router-for-me/CLIProxyAPI#5733),
+   output and counts in its total: docs/providers.md §1.6),
    so the billed output is ``total - input``. No usage or no price: no cost (None), never 0.
 4. Days are UTC days of the exchange's start (``started_at``), as providers' own usage pages
    count them; the report's ``--since`` is in the same days.

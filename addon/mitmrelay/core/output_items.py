@@ -125,6 +125,7 @@ class ReasoningItem(OutputItem):
         return _joined(self._parts)
 
     def open(self) -> None:
+        # An empty summary is a valid item to Codex (docs/codex-contract.md §7.5).
         self._added({"id": self.item_id, "type": "reasoning", "summary": []})
 
     def add(self, text: str) -> None:

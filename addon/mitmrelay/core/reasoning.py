@@ -18,7 +18,8 @@ Without a carrier (``carrier=None``) no ``encrypted_content`` is emitted and the
 Reasoning is scoped to the provider that produced it. Its text may go to any provider (a
 fallback, a thread moved with ``-m``), but what only that provider can read may not: OpenRouter
 refuses encrypted ``reasoning_details`` it did not issue (``The encrypted content for item rs_…
-could not be verified``, docs/providers.md §1.2), and Gemini's thought signatures are Gemini's.
+could not be verified``, docs/providers.md §1.2, §6.2), and Gemini's thought signatures are
+Gemini's.
 So every payload is sealed with its ``origin`` (``ScopedCarrier`` stamps it on the Chat wire;
 the Responses wire sets it itself), and a request translator sends ``details``, ``signatures``
 and ``item`` only back to that origin (core/request.py rule 4).

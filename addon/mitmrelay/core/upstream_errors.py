@@ -2,17 +2,23 @@
 
 What Codex 0.169 does with each form (docs/codex-contract.md §8, fixtures/error-behaviour.json):
 
-- ``context_length_exceeded`` (HTTP 400 or ``response.failed``): stops, tells the user the
-  context window is full, and auto-compaction can run. Not retried.
+- ``context_length_exceeded`` (HTTP 400 or ``response.failed``): stops the turn and tells the
+  user the context window is full. Not retried, and no compaction follows: Codex compacts only
+  ahead of the limit, from the usage it was told (docs/codex-contract.md §9.1).
 - HTTP 429 **with** ``Retry-After``: retried after that delay. Without it: not retried.
 - ``rate_limit_exceeded`` whose message says "Please try again in Xs.": retried after X s.
 - ``insufficient_quota``: stops with "Quota exceeded. Check your plan and billing details."
 - HTTP 5xx: retried (request retries, then turn retries).
-- other 4xx: the raw body is shown; 401 is retried 6 times and quoted.
+- other 4xx: the raw body is shown; 401 is retried 6 times and quoted. A 400 is never
+  retried; ``model_not_found`` shows its message alone (docs/codex-contract.md §8.1).
+- an unknown code inside ``response.failed``: retried like ``server_error``
+  (docs/codex-contract.md §8.1), so a refusal retrying cannot cure goes out as an HTTP 4xx
+  before the stream starts.
 
 So every mapping keeps an HTTP status for errors known before streaming starts, and a code and
 message for ``response.failed`` when the stream has begun. Peers sent ``code: "429"`` with the
-raw body and dropped Retry-After, so Codex neither waited nor compacted (docs/providers.md §3, 4).
+raw body and dropped Retry-After, so Codex neither waited nor recognised an overflow
+(docs/providers.md §3, 4).
 
 Classification is a table of (predicate, code) rules tried in order, not a chain of branches.
 """
@@ -250,7 +256,8 @@ def _always(status: int | None, message: str, code: str | None, kind: str | None
 # that talks about the context window is an overflow whatever else it says. The last row takes
 # every other 4xx, with the upstream's own message (Codex shows it as is).
 _RULES: tuple[_Rule, ...] = (
-    # HTTP 400 context_length_exceeded: Codex stops and can compact (docs/codex-contract.md §8).
+    # HTTP 400 context_length_exceeded: Codex stops the turn and does not compact
+    # (docs/codex-contract.md §8).
     _Rule(
         "context_length_exceeded",
         _is_context,

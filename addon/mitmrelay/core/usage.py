@@ -10,7 +10,8 @@ Shapes read (docs/providers.md §1.4), each field from the first place that hold
   Gemini, vLLM, Groq), DeepSeek's ``prompt_cache_hit_tokens``, Kimi's ``cached_tokens`` (its
   usage sits inside ``choices[0]``: the caller finds it, this module only converts);
 - cache writes: OpenRouter's ``prompt_tokens_details.cache_write_tokens``;
-- reasoning output: ``completion_tokens_details.reasoning_tokens``.
+- reasoning output: ``completion_tokens_details.reasoning_tokens``, part of the output count as
+  providers bill it (docs/providers.md §1.6).
 
 A count that is missing, negative or not an integer counts as absent; cached and written
 tokens never exceed the input, so a provider's inconsistent numbers cannot make Codex's context

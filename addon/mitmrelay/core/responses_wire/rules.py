@@ -10,7 +10,8 @@ input items ``message``, ``function_call`` (no ``namespace``), ``function_call_o
 string) and ``reasoning``; reasoning blobs only from the provider that made them; the request
 fields of OpenAI's own reference that carry meaning for a model. A row widens the subset only
 where the provider documents support, and each widening or quirk names its source. Nothing
-here was tried against a live provider API (docs/providers.md §5); where a source is a
+here was tried against a live provider API (docs/providers.md §5.1–5.10 says the same per
+family, with what was re-checked); where a source is a
 third party's reading of the provider's documentation, the comment says so.
 """
 
@@ -180,7 +181,7 @@ OPENROUTER = ResponsesRules(
     # previous_response_id are rejected with a 400"); tools are `function` or `openrouter:*`
     # (openai/codex#12114: "Invalid Responses API request", invalid_union on tools[].type).
     # Its reasoning items come back with `encrypted_content` only when asked for, and that blob
-    # is scoped to the key that made it (anomalyco/opencode#4608): `include` is passed on, and
+    # is scoped to the key that made it (docs/providers.md §6.2): `include` is passed on, and
     # the carrier returns the blob to this provider alone.
     request_fields=PLAIN_FIELDS | {"include"},
 )
