@@ -47,11 +47,13 @@ from . import inspection
 from .config import (
     OPTION_SPECS,
     OPTIONS,
+    SINGLE_VALUE_OPTIONS,
     ConfigError,
     RelayConfig,
     load_config,
     start_line,
     table_line,
+    take_unusable,
 )
 from .core import local_answers
 from .core.attempts import Failure
@@ -72,7 +74,7 @@ from .core.exchange import (
 )
 from .core.outcome import ExchangeOutcome
 from .core.routes import RouteTable
-from .core.routing import InterceptRule, Route, classify
+from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
 from .core.upstream_errors import MappedError
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
@@ -92,6 +94,7 @@ from .state.memory import MemoryStore
 
 logger = logging.getLogger("mitmrelay")
 
+UNCONFIGURED_RULES = tuple(InterceptRule.parse(h) for h in DEFAULT_HOSTS)
 ROUTES_CHECK_S = 2.0  # how often a running relay looks at the routes file between requests
 TLS_OPTIONS = frozenset(
     {"ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "ssl_insecure"}
@@ -182,6 +185,8 @@ class Relay:
         self.state = _State(MemoryStore(Limits(), time.time))
         self._running = False
         self._refusal: str | None = None  # a configuration error seen before running
+        self._unusable: str | None = None  # --set values mitmproxy could not have parsed
+        self._peers: list[Callable[[], str | None]] = []  # see requires()
         self._ticker: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ options
@@ -189,16 +194,24 @@ class Relay:
     def load(self, loader: Any) -> None:
         for option in OPTION_SPECS:
             loader.add_option(option.name, option.typespec, option.default, option.help)
+        self._unusable = take_unusable(loader.master.options.deferred, SINGLE_VALUE_OPTIONS)
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
+        # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
+        # api.openai.com) before our hook runs, and an offline or firewalled machine answers
+        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..."
+        # (docs/codex-contract.md §2.3). First, so that a configuration refused below dials
+        # nothing either.
+        if "connection_strategy" in opts and opts.connection_strategy != "lazy":
+            opts.update(connection_strategy="lazy")
         if set(OPTIONS) & updated:
             try:
                 config = load_config({name: getattr(opts, name) for name in OPTIONS}, os.environ)
             except ConfigError as e:
                 self._refuse(str(e))
                 return
-            previous, self.config, self._refusal = self.config, config, None
+            previous, self.config, self._refusal = self.config, config, self._unusable
             if previous is None or previous.state != config.state:
                 self._open_state(config)
         if TLS_OPTIONS & updated:
@@ -219,12 +232,6 @@ class Relay:
                 self.carrier = SealedReasoningCarrier(load_or_create_key(confdir), os.urandom)
             except (OSError, ValueError) as e:
                 self._refuse(f"mitmrelay reasoning key: {e}")
-        # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
-        # api.openai.com) before our hook runs, and an offline or firewalled machine answers
-        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..."
-        # (docs/codex-contract.md §2.3).
-        if "connection_strategy" in opts and opts.connection_strategy != "lazy":
-            opts.update(connection_strategy="lazy")
 
     def _refuse(self, message: str) -> None:
         """A configuration error. Before the relay runs it is kept for ``running`` to log as
@@ -233,6 +240,27 @@ class Relay:
         if self._running:
             raise exceptions.OptionsError(message)
         self._refusal = message
+
+    def requires(self, refusal: Callable[[], str | None]) -> None:
+        """Another addon of the script whose configuration must succeed too: ``refusal()``
+        says why it did not (None: it did)."""
+        self._peers.append(refusal)
+
+    def _unconfigured(self) -> str | None:
+        """Why the relay cannot relay (a configuration that failed, or none yet), or None.
+        Such a flow is answered locally: passed on, it would reach the original target with
+        the client's key (docs/mitmproxy-notes.md §4)."""
+        if self._refusal is not None:
+            return self._refusal
+        for peer in self._peers:
+            why = peer()
+            if why is not None:
+                return why
+        if self.config is None:
+            return "no configuration was loaded"
+        if self.carrier is None:
+            return "no reasoning key"
+        return None
 
     def _open_state(self, config: RelayConfig) -> None:
         try:
@@ -317,6 +345,10 @@ class Relay:
         try:
             route = self._route(flow)
             if route is Route.PASS:
+                return
+            why = self._unconfigured()
+            if why is not None:
+                flow.response = _answer(*local_answers.not_configured(why))
                 return
             table = self._routes()
             if table is None or self.config is None:
@@ -407,7 +439,9 @@ class Relay:
         reverse = isinstance(mode, mode_specs.ReverseMode)
         req = flow.request
         upgrade = req.headers.get("upgrade", "").lower() == "websocket"
-        rules: Sequence[InterceptRule] = self.config.rules if self.config else ()
+        # Unconfigured, the default hosts still decide what is ours, so those flows are
+        # refused rather than passed on.
+        rules: Sequence[InterceptRule] = self.config.rules if self.config else UNCONFIGURED_RULES
         # pretty_host follows Host / :authority / SNI, so transparent and local modes match
         # even when request.host is an IP (docs/mitmproxy-notes.md §2).
         return classify(
