@@ -29,6 +29,7 @@ once running, a bad option change is refused and the previous configuration stay
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -89,8 +90,9 @@ from .link import (
     NextAttempt,
     UpstreamLink,
 )
-from .state import StateStore, open_store
+from .state import open_async_store
 from .state.memory import MemoryStore
+from .state.offloop import AsyncStore, StoreUnavailable
 
 logger = logging.getLogger("mitmrelay")
 
@@ -124,33 +126,64 @@ def _answer(status: int, headers: dict[str, str], body: bytes) -> http.Response:
 
 
 class _State:
-    """The one seam to the state store (conversations, kept reasoning). Synchronous calls
-    today; the off-loop store with a deadline per call replaces the bodies of these methods.
-    A failing store never fails an answer: reads of kept reasoning and writes are logged."""
+    """The one seam to the state store (conversations, kept reasoning), off the event loop:
+    every call runs in a worker thread with a deadline (state/offloop.py,
+    ``relay_state_deadline_ms``), so a slow, hung or dead store costs only the exchange that
+    waits for it, never the others. Failures are logged by the wrapper, once a minute.
 
-    def __init__(self, store: StateStore) -> None:
+    - ``get`` raises ``StoreUnavailable``: a conversation that cannot be read is the caller's
+      to refuse (a 503 Codex retries), never a turn sent on without its history;
+    - ``get_many`` (kept reasoning) answers what it could read: a failure only skips the
+      restore;
+    - ``put_many`` returns at once; the write runs in the background and a failure loses only
+      what that exchange left. Until it is done, what it writes is answered from here, so the
+      next turn of the same conversation finds it even before the store has it.
+    """
+
+    def __init__(self, store: AsyncStore) -> None:
         self.store = store
+        self._pending: dict[str, dict[str, Any]] = {}  # being written
+        self._writes: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        return self.store.get(key)
+        if key in self._pending:
+            return self._pending[key]
+        return await self.store.get(key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found = {}
-        try:
-            for key in keys:
-                value = self.store.get(key)
-                if value is not None:
-                    found[key] = value
-        except Exception:  # a lost Redis must not fail the request: the carrier still works
-            logger.exception("relay: could not read kept reasoning")
+        found = {key: self._pending[key] for key in keys if key in self._pending}
+        rest = [key for key in keys if key not in found]
+        if rest:
+            # On failure the restore is skipped; the sealed carrier still works.
+            with contextlib.suppress(StoreUnavailable):
+                found.update(await self.store.get_many(rest))
         return found
 
     def put_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        items = list(items)
+        if not items:
+            return
         try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside a loop (hook tests): there is no loop to stall
+            with contextlib.suppress(Exception):
+                for key, value in items:
+                    self.store.store.put(key, value)
+            return
+        self._pending.update(items)
+        task = loop.create_task(self._write(items))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            await self.store.put_many(items)
+        except StoreUnavailable:
+            pass  # logged by the store's wrapper; the exchange's answer is already out
+        finally:
             for key, value in items:
-                self.store.put(key, value)
-        except Exception:  # a full disk or a lost Redis must not fail the answer already sent
-            logger.exception("relay: could not keep what this exchange left")
+                if self._pending.get(key) is value:
+                    del self._pending[key]
 
     def close(self) -> None:
         self.store.close()
@@ -175,14 +208,16 @@ class Relay:
     """Relay Codex's Responses API calls to the providers of a route table, each on its wire
     (Chat Completions, or the provider's own Responses API)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, state_clock: Callable[[], float] = time.monotonic) -> None:
+        """``state_clock`` paces the state store's failure log (injected by tests)."""
+        self._state_clock = state_clock
         self.config: RelayConfig | None = None
         self.flights: dict[str, _Flight] = {}
         self.carrier: SealedReasoningCarrier | None = None
         self.link = UpstreamLink(LinkSettings("(none)", 300.0, 10.0, self._upstream_tls))
         self._tls: ssl.SSLContext | None = None
         # response id -> conversation, and the per-provider call_id -> reasoning map.
-        self.state = _State(MemoryStore(Limits(), time.time))
+        self.state = _State(AsyncStore(MemoryStore(Limits(), time.time), name="memory"))
         self._running = False
         self._refusal: str | None = None  # a configuration error seen before running
         self._unusable: str | None = None  # --set values mitmproxy could not have parsed
@@ -264,8 +299,12 @@ class Relay:
 
     def _open_state(self, config: RelayConfig) -> None:
         try:
-            store = open_store(
-                config.state.url, confdir=config.state.confdir, limits=config.state.limits
+            store = open_async_store(
+                config.state.url,
+                confdir=config.state.confdir,
+                limits=config.state.limits,
+                deadline_s=config.state.deadline_s,
+                log_clock=self._state_clock,
             )
         except (ValueError, OSError) as e:
             self._refuse(f"relay_state: {e}")
@@ -480,7 +519,12 @@ class Relay:
                 raise model_not_found(request.model, table.names())
             record = None
             if request.previous_response_id:
-                record = await self.state.get(request.previous_response_id)
+                try:
+                    record = await self.state.get(request.previous_response_id)
+                except StoreUnavailable:
+                    flow.response = _answer(*local_answers.state_unavailable())
+                    refused(503, "server_error", "the state store did not answer")
+                    return
             exchange = Exchange(
                 request,
                 plan,

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -88,6 +88,20 @@ class _FailureLog:
         self.failing, self.failed, self.total_failed = False, 0, 0
 
 
+def _get_many(store: StateStore, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for key in keys:
+        value = store.get(key)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def _put_many(store: StateStore, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    for key, value in items:
+        store.put(key, value)
+
+
 class AsyncStore:
     """``await get/put/stats`` on a ``StateStore``, off the event loop (module docstring).
 
@@ -132,6 +146,15 @@ class AsyncStore:
     async def put(self, key: str, value: dict[str, Any]) -> None:
         """Keep ``value`` under ``key``. Raises ``StoreUnavailable``."""
         await self._call("put", self.store.put, key, value)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The values of those of ``keys`` the store holds, read in one call (one thread, one
+        deadline). Raises ``StoreUnavailable``."""
+        return await self._call("get", _get_many, self.store, tuple(keys))
+
+    async def put_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Keep every ``(key, value)``, in one call. Raises ``StoreUnavailable``."""
+        await self._call("put", _put_many, self.store, tuple(items))
 
     async def stats(self) -> dict[str, int]:
         return await self._call("stats", self.store.stats)
