@@ -56,7 +56,7 @@ from .config import (
     table_line,
     take_unusable,
 )
-from .core import local_answers
+from .core import access, local_answers
 from .core.attempts import Failure
 from .core.bounds import Limits
 from .core.carrier import SealedReasoningCarrier
@@ -327,6 +327,21 @@ class Relay:
             )
             return
         logger.info("mitmrelay: %s; modes %s", start_line(config), ", ".join(ctx.options.mode))
+        if config.client_keys is not None:
+            logger.info(
+                "mitmrelay: relayed requests need a client key from $%s", config.client_keys_env
+            )
+        elif not ("proxyauth" in ctx.options and ctx.options.proxyauth):
+            # Without mitmproxy's own check (proxyauth) on every listener either:
+            exposed = access.beyond_loopback(_listen_hosts(ctx.options.mode, ctx.options))
+            if exposed:
+                logger.warning(
+                    "mitmrelay: listening on %s with no client keys: anyone who can reach "
+                    "this port can spend your upstream key. Set relay_client_keys_env to the "
+                    "name of a variable holding client keys, or listen on 127.0.0.1 only "
+                    "(--set listen_host=127.0.0.1, or @127.0.0.1:PORT in --mode).",
+                    ", ".join(exposed),
+                )
         if config.routes_file is not None:
             self._schedule_routes_check()
 
@@ -388,6 +403,11 @@ class Relay:
             why = self._unconfigured()
             if why is not None:
                 flow.response = _answer(*local_answers.not_configured(why))
+                return
+            keys = self.config.client_keys if self.config else None
+            if keys is not None and not keys.allows(flow.request.headers.get("authorization")):
+                # Before anything else happens to the request: no upstream call, no state.
+                flow.response = _answer(*access.invalid_api_key())
                 return
             table = self._routes()
             if table is None or self.config is None:
@@ -790,6 +810,22 @@ class Relay:
                 context.verify_mode = ssl.CERT_NONE
             self._tls = context
         return self._tls
+
+
+def _listen_hosts(modes: Sequence[str], options: Any) -> list[str]:
+    """The hosts mitmproxy's listeners bind (a mode's own ``@host`` or ``listen_host``; ""
+    is every interface). Local, tun and system-proxy modes take traffic from this machine
+    only and have no listener others could reach."""
+    hosts = []
+    for spec in modes:
+        try:
+            mode = mode_specs.ProxyMode.parse(spec)
+        except ValueError:
+            continue
+        if isinstance(mode, mode_specs.LocalMode | mode_specs.TunMode | mode_specs.OsProxyMode):
+            continue
+        hosts.append(mode.listen_host(options.listen_host))
+    return hosts
 
 
 def _id_maker(response_id: str) -> Callable[[str], str]:
