@@ -128,6 +128,8 @@ class AsyncStore:
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mitmrelay-state")
         self._lock = threading.Lock()  # guards _in_flight: done callbacks run in the threads
         self._in_flight = 0
+        self._idle = threading.Event()  # set while no call is in flight
+        self._idle.set()
 
     @property
     def in_flight(self) -> int:
@@ -164,6 +166,7 @@ class AsyncStore:
             busy = self._in_flight >= self.max_in_flight
             if not busy:
                 self._in_flight += 1
+                self._idle.clear()
         if busy:
             why = f"busy ({self.max_in_flight} calls still waiting on it)"
             self._log.failure(operation, why)
@@ -190,11 +193,16 @@ class AsyncStore:
     def _release(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     def close(self) -> None:
-        """Stop taking calls and close the store; a hung call is not waited for (its thread
-        ends when the store's client gives up)."""
+        """Stop taking calls and close the store. Calls in flight (the writes an exchange
+        that just ended left) get up to ``deadline_s`` to finish first, so a healthy store
+        keeps them across a restart; a hung call is not waited for longer (its thread ends
+        when the store's client gives up)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._idle.wait(self.deadline_s)
         closer = threading.Thread(target=self.store.close, name="mitmrelay-state-close")
         closer.daemon = True
         closer.start()
