@@ -20,4 +20,6 @@ from mitmrelay.usage_addon import Usage  # noqa: E402
 webview.register()
 relay = Relay()
 # After the relay: the usage addon reads relay_state, which the relay declares.
-addons = [relay, Usage(status=relay.usage_status)]
+usage = Usage(status=relay.usage_status)
+relay.requires(usage.refusal)  # a usage option refused: nothing is relayed either
+addons = [relay, usage]

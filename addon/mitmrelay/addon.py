@@ -29,6 +29,7 @@ once running, a bad option change is refused and the previous configuration stay
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -47,13 +48,15 @@ from . import inspection
 from .config import (
     OPTION_SPECS,
     OPTIONS,
+    SINGLE_VALUE_OPTIONS,
     ConfigError,
     RelayConfig,
     load_config,
     start_line,
     table_line,
+    take_unusable,
 )
-from .core import local_answers
+from .core import access, local_answers
 from .core.attempts import Failure
 from .core.bounds import Limits
 from .core.carrier import SealedReasoningCarrier
@@ -72,7 +75,7 @@ from .core.exchange import (
 )
 from .core.outcome import ExchangeOutcome
 from .core.routes import RouteTable
-from .core.routing import InterceptRule, Route, classify
+from .core.routing import DEFAULT_HOSTS, InterceptRule, Route, classify
 from .core.upstream_errors import MappedError
 from .inspection import META  # flow.metadata key; filter in mitmweb with ~meta mitmrelay
 from .keyfile import load_or_create_key
@@ -87,11 +90,13 @@ from .link import (
     NextAttempt,
     UpstreamLink,
 )
-from .state import StateStore, open_store
+from .state import open_async_store
 from .state.memory import MemoryStore
+from .state.offloop import AsyncStore, StoreUnavailable
 
 logger = logging.getLogger("mitmrelay")
 
+UNCONFIGURED_RULES = tuple(InterceptRule.parse(h) for h in DEFAULT_HOSTS)
 ROUTES_CHECK_S = 2.0  # how often a running relay looks at the routes file between requests
 TLS_OPTIONS = frozenset(
     {"ssl_verify_upstream_trusted_ca", "ssl_verify_upstream_trusted_confdir", "ssl_insecure"}
@@ -121,33 +126,64 @@ def _answer(status: int, headers: dict[str, str], body: bytes) -> http.Response:
 
 
 class _State:
-    """The one seam to the state store (conversations, kept reasoning). Synchronous calls
-    today; the off-loop store with a deadline per call replaces the bodies of these methods.
-    A failing store never fails an answer: reads of kept reasoning and writes are logged."""
+    """The one seam to the state store (conversations, kept reasoning), off the event loop:
+    every call runs in a worker thread with a deadline (state/offloop.py,
+    ``relay_state_deadline_ms``), so a slow, hung or dead store costs only the exchange that
+    waits for it, never the others. Failures are logged by the wrapper, once a minute.
 
-    def __init__(self, store: StateStore) -> None:
+    - ``get`` raises ``StoreUnavailable``: a conversation that cannot be read is the caller's
+      to refuse (a 503 Codex retries), never a turn sent on without its history;
+    - ``get_many`` (kept reasoning) answers what it could read: a failure only skips the
+      restore;
+    - ``put_many`` returns at once; the write runs in the background and a failure loses only
+      what that exchange left. Until it is done, what it writes is answered from here, so the
+      next turn of the same conversation finds it even before the store has it.
+    """
+
+    def __init__(self, store: AsyncStore) -> None:
         self.store = store
+        self._pending: dict[str, dict[str, Any]] = {}  # being written
+        self._writes: set[asyncio.Task[None]] = set()  # referenced until done
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        return self.store.get(key)
+        if key in self._pending:
+            return self._pending[key]
+        return await self.store.get(key)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        found = {}
-        try:
-            for key in keys:
-                value = self.store.get(key)
-                if value is not None:
-                    found[key] = value
-        except Exception:  # a lost Redis must not fail the request: the carrier still works
-            logger.exception("relay: could not read kept reasoning")
+        found = {key: self._pending[key] for key in keys if key in self._pending}
+        rest = [key for key in keys if key not in found]
+        if rest:
+            # On failure the restore is skipped; the sealed carrier still works.
+            with contextlib.suppress(StoreUnavailable):
+                found.update(await self.store.get_many(rest))
         return found
 
     def put_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        items = list(items)
+        if not items:
+            return
         try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside a loop (hook tests): there is no loop to stall
+            with contextlib.suppress(Exception):
+                for key, value in items:
+                    self.store.store.put(key, value)
+            return
+        self._pending.update(items)
+        task = loop.create_task(self._write(items))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        try:
+            await self.store.put_many(items)
+        except StoreUnavailable:
+            pass  # logged by the store's wrapper; the exchange's answer is already out
+        finally:
             for key, value in items:
-                self.store.put(key, value)
-        except Exception:  # a full disk or a lost Redis must not fail the answer already sent
-            logger.exception("relay: could not keep what this exchange left")
+                if self._pending.get(key) is value:
+                    del self._pending[key]
 
     def close(self) -> None:
         self.store.close()
@@ -172,16 +208,20 @@ class Relay:
     """Relay Codex's Responses API calls to the providers of a route table, each on its wire
     (Chat Completions, or the provider's own Responses API)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, state_clock: Callable[[], float] = time.monotonic) -> None:
+        """``state_clock`` paces the state store's failure log (injected by tests)."""
+        self._state_clock = state_clock
         self.config: RelayConfig | None = None
         self.flights: dict[str, _Flight] = {}
         self.carrier: SealedReasoningCarrier | None = None
         self.link = UpstreamLink(LinkSettings("(none)", 300.0, 10.0, self._upstream_tls))
         self._tls: ssl.SSLContext | None = None
         # response id -> conversation, and the per-provider call_id -> reasoning map.
-        self.state = _State(MemoryStore(Limits(), time.time))
+        self.state = _State(AsyncStore(MemoryStore(Limits(), time.time), name="memory"))
         self._running = False
         self._refusal: str | None = None  # a configuration error seen before running
+        self._unusable: str | None = None  # --set values mitmproxy could not have parsed
+        self._peers: list[Callable[[], str | None]] = []  # see requires()
         self._ticker: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ options
@@ -189,16 +229,24 @@ class Relay:
     def load(self, loader: Any) -> None:
         for option in OPTION_SPECS:
             loader.add_option(option.name, option.typespec, option.default, option.help)
+        self._unusable = take_unusable(loader.master.options.deferred, SINGLE_VALUE_OPTIONS)
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
+        # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
+        # api.openai.com) before our hook runs, and an offline or firewalled machine answers
+        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..."
+        # (docs/codex-contract.md §2.3). First, so that a configuration refused below dials
+        # nothing either.
+        if "connection_strategy" in opts and opts.connection_strategy != "lazy":
+            opts.update(connection_strategy="lazy")
         if set(OPTIONS) & updated:
             try:
                 config = load_config({name: getattr(opts, name) for name in OPTIONS}, os.environ)
             except ConfigError as e:
                 self._refuse(str(e))
                 return
-            previous, self.config, self._refusal = self.config, config, None
+            previous, self.config, self._refusal = self.config, config, self._unusable
             if previous is None or previous.state != config.state:
                 self._open_state(config)
         if TLS_OPTIONS & updated:
@@ -219,12 +267,6 @@ class Relay:
                 self.carrier = SealedReasoningCarrier(load_or_create_key(confdir), os.urandom)
             except (OSError, ValueError) as e:
                 self._refuse(f"mitmrelay reasoning key: {e}")
-        # Without lazy, mitmproxy dials the original target (the dummy reverse target, or
-        # api.openai.com) before our hook runs, and an offline or firewalled machine answers
-        # Codex's CONNECT with 502: Codex then loops on "Reconnecting..."
-        # (docs/codex-contract.md §2.3).
-        if "connection_strategy" in opts and opts.connection_strategy != "lazy":
-            opts.update(connection_strategy="lazy")
 
     def _refuse(self, message: str) -> None:
         """A configuration error. Before the relay runs it is kept for ``running`` to log as
@@ -234,10 +276,35 @@ class Relay:
             raise exceptions.OptionsError(message)
         self._refusal = message
 
+    def requires(self, refusal: Callable[[], str | None]) -> None:
+        """Another addon of the script whose configuration must succeed too: ``refusal()``
+        says why it did not (None: it did)."""
+        self._peers.append(refusal)
+
+    def _unconfigured(self) -> str | None:
+        """Why the relay cannot relay (a configuration that failed, or none yet), or None.
+        Such a flow is answered locally: passed on, it would reach the original target with
+        the client's key (docs/mitmproxy-notes.md §4)."""
+        if self._refusal is not None:
+            return self._refusal
+        for peer in self._peers:
+            why = peer()
+            if why is not None:
+                return why
+        if self.config is None:
+            return "no configuration was loaded"
+        if self.carrier is None:
+            return "no reasoning key"
+        return None
+
     def _open_state(self, config: RelayConfig) -> None:
         try:
-            store = open_store(
-                config.state.url, confdir=config.state.confdir, limits=config.state.limits
+            store = open_async_store(
+                config.state.url,
+                confdir=config.state.confdir,
+                limits=config.state.limits,
+                deadline_s=config.state.deadline_s,
+                log_clock=self._state_clock,
             )
         except (ValueError, OSError) as e:
             self._refuse(f"relay_state: {e}")
@@ -260,6 +327,21 @@ class Relay:
             )
             return
         logger.info("mitmrelay: %s; modes %s", start_line(config), ", ".join(ctx.options.mode))
+        if config.client_keys is not None:
+            logger.info(
+                "mitmrelay: relayed requests need a client key from $%s", config.client_keys_env
+            )
+        elif not ("proxyauth" in ctx.options and ctx.options.proxyauth):
+            # Without mitmproxy's own check (proxyauth) on every listener either:
+            exposed = access.beyond_loopback(_listen_hosts(ctx.options.mode, ctx.options))
+            if exposed:
+                logger.warning(
+                    "mitmrelay: listening on %s with no client keys: anyone who can reach "
+                    "this port can spend your upstream key. Set relay_client_keys_env to the "
+                    "name of a variable holding client keys, or listen on 127.0.0.1 only "
+                    "(--set listen_host=127.0.0.1, or @127.0.0.1:PORT in --mode).",
+                    ", ".join(exposed),
+                )
         if config.routes_file is not None:
             self._schedule_routes_check()
 
@@ -317,6 +399,15 @@ class Relay:
         try:
             route = self._route(flow)
             if route is Route.PASS:
+                return
+            why = self._unconfigured()
+            if why is not None:
+                flow.response = _answer(*local_answers.not_configured(why))
+                return
+            keys = self.config.client_keys if self.config else None
+            if keys is not None and not keys.allows(flow.request.headers.get("authorization")):
+                # Before anything else happens to the request: no upstream call, no state.
+                flow.response = _answer(*access.invalid_api_key())
                 return
             table = self._routes()
             if table is None or self.config is None:
@@ -407,7 +498,9 @@ class Relay:
         reverse = isinstance(mode, mode_specs.ReverseMode)
         req = flow.request
         upgrade = req.headers.get("upgrade", "").lower() == "websocket"
-        rules: Sequence[InterceptRule] = self.config.rules if self.config else ()
+        # Unconfigured, the default hosts still decide what is ours, so those flows are
+        # refused rather than passed on.
+        rules: Sequence[InterceptRule] = self.config.rules if self.config else UNCONFIGURED_RULES
         # pretty_host follows Host / :authority / SNI, so transparent and local modes match
         # even when request.host is an IP (docs/mitmproxy-notes.md §2).
         return classify(
@@ -446,7 +539,12 @@ class Relay:
                 raise model_not_found(request.model, table.names())
             record = None
             if request.previous_response_id:
-                record = await self.state.get(request.previous_response_id)
+                try:
+                    record = await self.state.get(request.previous_response_id)
+                except StoreUnavailable:
+                    flow.response = _answer(*local_answers.state_unavailable())
+                    refused(503, "server_error", "the state store did not answer")
+                    return
             exchange = Exchange(
                 request,
                 plan,
@@ -712,6 +810,22 @@ class Relay:
                 context.verify_mode = ssl.CERT_NONE
             self._tls = context
         return self._tls
+
+
+def _listen_hosts(modes: Sequence[str], options: Any) -> list[str]:
+    """The hosts mitmproxy's listeners bind (a mode's own ``@host`` or ``listen_host``; ""
+    is every interface). Local, tun and system-proxy modes take traffic from this machine
+    only and have no listener others could reach."""
+    hosts = []
+    for spec in modes:
+        try:
+            mode = mode_specs.ProxyMode.parse(spec)
+        except ValueError:
+            continue
+        if isinstance(mode, mode_specs.LocalMode | mode_specs.TunMode | mode_specs.OsProxyMode):
+            continue
+        hosts.append(mode.listen_host(options.listen_host))
+    return hosts
 
 
 def _id_maker(response_id: str) -> Callable[[str], str]:

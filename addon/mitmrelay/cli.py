@@ -124,10 +124,11 @@ def codex_config(
         "[model_providers.mitmrelay]",
         'name = "mitmrelay"',
         f'base_url = "{base}"',
-        'env_key = "MITMRELAY_CLIENT_KEY"   # any value: the relay sends its own upstream key',
+        'env_key = "MITMRELAY_CLIENT_KEY"   # the upstream gets the relay\'s own key, never this',
         'wire_api = "responses"',
         "",
-        "# shell: export MITMRELAY_CLIENT_KEY=unused",
+        "# shell: export MITMRELAY_CLIENT_KEY=unused   (or your client key, when the relay sets",
+        "#        relay_client_keys_env: README, Exposing the relay to a team)",
     ]
     if table is not None:
         lines.append(f"# models: {', '.join(table.names())} (codex -m NAME or /model)")

@@ -14,12 +14,14 @@ once (the same broken file is not re-parsed, nor reported, until it changes agai
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .core.access import ClientKeys
 from .core.bounds import Limits
 from .core.profiles import PROFILES
 from .core.routes import (
@@ -31,6 +33,7 @@ from .core.routes import (
     single_upstream_table,
 )
 from .core.routing import DEFAULT_HOSTS, InterceptRule
+from .state.offloop import DEFAULT_DEADLINE_S
 
 REASONING_MODES = ("summary", "raw", "hidden")
 # The single-upstream options a routes file overrides (the start line names those set).
@@ -112,22 +115,22 @@ OPTION_SPECS = (
     ),
     OptionSpec(
         "relay_timeout",
-        int,
-        300,
+        str,
+        "300",
         "Seconds the upstream may stay silent (connecting, before its headers, or between "
         "stream chunks) before the relay gives up on it; Codex then retries.",
     ),
     OptionSpec(
         "relay_keepalive",
-        int,
-        10,
+        str,
+        "10",
         "Seconds of upstream silence after which the client is sent a sign of life "
         "(response.in_progress), so its idle timeout does not fire while a model thinks.",
     ),
     OptionSpec(
         "relay_retry_wait",
-        int,
-        2,
+        str,
+        "2",
         "Seconds: an upstream 429 whose Retry-After is at most this long is retried on the "
         "same provider after that delay, before any fallback; 0 never waits.",
     ),
@@ -141,22 +144,45 @@ OPTION_SPECS = (
     ),
     OptionSpec(
         "relay_history_entries",
-        int,
-        Limits().max_entries,
+        str,
+        str(Limits().max_entries),
         "Conversations kept for previous_response_id (least recently used evicted first).",
     ),
     OptionSpec(
         "relay_history_mb",
-        int,
-        Limits().max_bytes // (1024 * 1024),
+        str,
+        str(Limits().max_bytes // (1024 * 1024)),
         "Megabytes of conversations kept for previous_response_id.",
     ),
     OptionSpec(
         "relay_history_ttl",
-        int,
-        int(Limits().ttl_s),
+        str,
+        str(int(Limits().ttl_s)),
         "Seconds a conversation is kept for previous_response_id.",
     ),
+    OptionSpec(
+        "relay_state_deadline_ms",
+        str,
+        str(round(DEFAULT_DEADLINE_S * 1000)),
+        "Milliseconds a state store call (conversation read or write, kept reasoning) may "
+        "take; past it the exchange goes on without stored state (a previous_response_id that "
+        "cannot be read is answered 503, which Codex retries) and other exchanges never wait.",
+    ),
+    OptionSpec(
+        "relay_client_keys_env",
+        str,
+        "",
+        "Name of an environment variable holding comma-separated client keys. Set, every "
+        "relayed request needs Authorization: Bearer <one of them> (else 401 invalid_api_key, "
+        "before any upstream call). Empty: no client key is asked for.",
+    ),
+)
+# The script's options that take exactly one value: the relay's but the lists, and the usage
+# addon's (usage_addon.py), which mitmproxy loads from the same script.
+SINGLE_VALUE_OPTIONS = (
+    *(o.name for o in OPTION_SPECS if o.typespec is str),
+    "relay_usage_days",
+    "relay_metrics_port",
 )
 # What ``load_config`` reads: the relay's options and mitmproxy's confdir.
 OPTIONS = (*(o.name for o in OPTION_SPECS), "confdir")
@@ -173,6 +199,7 @@ class StateConfig:
     url: str
     limits: Limits
     confdir: Path
+    deadline_s: float  # relay_state_deadline_ms: what one store call may take
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +209,8 @@ class RelayConfig:
     routes:       the table in force at start (None: nowhere to relay to); with
                   ``routes_file`` set, its ``table`` supersedes it as the file changes.
     ignored:      single-upstream options that are set but overridden by ``relay_routes``.
+    client_keys:  the keys a relayed request must carry (None: no key asked for), read from
+                  the variable ``client_keys_env`` names.
     """
 
     routes: RouteTable | None
@@ -193,6 +222,8 @@ class RelayConfig:
     keepalive_s: float
     retry_wait_s: float
     state: StateConfig
+    client_keys: ClientKeys | None = None
+    client_keys_env: str = ""
 
 
 def load_config(options: Mapping[str, Any], env: Mapping[str, str]) -> RelayConfig:
@@ -203,27 +234,96 @@ def load_config(options: Mapping[str, Any], env: Mapping[str, str]) -> RelayConf
         raise ConfigError(
             f"relay_reasoning must be one of {', '.join(REASONING_MODES)}, got {mode!r}"
         )
-    for name in ("relay_timeout", "relay_keepalive"):
-        if options[name] <= 0:
-            raise ConfigError(f"{name} must be a positive number of seconds")
-    if options["relay_retry_wait"] < 0:
-        raise ConfigError("relay_retry_wait must be 0 (never wait) or a number of seconds")
+    timeout_s = number(options, "relay_timeout", "a positive number of seconds")
+    keepalive_s = number(options, "relay_keepalive", "a positive number of seconds")
+    retry_wait_s = number(
+        options, "relay_retry_wait", "0 (never wait) or a number of seconds", zero_ok=True
+    )
     try:
         rules = tuple(InterceptRule.parse(s) for s in options["relay_hosts"])
     except ValueError as e:
         raise ConfigError(f"relay_hosts: {e}") from e
     routes, routes_file, ignored = _routes(options, env)
+    keys_env = options["relay_client_keys_env"].strip()
     return RelayConfig(
         routes=routes,
         routes_file=routes_file,
         ignored=ignored,
         reasoning_mode=mode,
         rules=rules,
-        timeout_s=float(options["relay_timeout"]),
-        keepalive_s=float(options["relay_keepalive"]),
-        retry_wait_s=float(options["relay_retry_wait"]),
+        timeout_s=timeout_s,
+        keepalive_s=keepalive_s,
+        retry_wait_s=retry_wait_s,
         state=_state(options),
+        client_keys=_client_keys(keys_env, env),
+        client_keys_env=keys_env,
     )
+
+
+def number(options: Mapping[str, Any], name: str, what: str, *, zero_ok: bool = False) -> float:
+    """Option ``name`` as a finite number (decimals allowed), positive or, with ``zero_ok``,
+    at least 0. The relay's number options are declared as strings and parsed here:
+    mitmproxy's own ``int`` parse fails while it loads the script, before any hook of ours
+    runs, and the script is then never registered, so flows pass through unrelayed, the
+    client's key included (docs/mitmproxy-notes.md §4, §7). Raises ``ConfigError``."""
+    return _parsed(options, name, what, float, zero_ok)
+
+
+def whole_number(options: Mapping[str, Any], name: str, what: str, *, zero_ok: bool = False) -> int:
+    """Like ``number``, for options that count things."""
+    return int(_parsed(options, name, what, int, zero_ok))
+
+
+def _parsed(
+    options: Mapping[str, Any],
+    name: str,
+    what: str,
+    kind: Callable[[str], float],
+    zero_ok: bool,
+) -> float:
+    text = str(options[name]).strip()
+    try:
+        value = kind(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{name} must be {what}, got {text!r}")
+    return value
+
+
+def take_unusable(deferred: MutableMapping[str, Any], names: Sequence[str]) -> str | None:
+    """What is wrong with the ``--set`` values mitmproxy holds back for ``names`` until the
+    script declares them (``OptionManager.deferred``), after removing the unusable ones.
+
+    mitmproxy parses them after the script's ``load``: ``--set relay_upstream`` without a
+    value, or an option set twice, fails that parse, and the script is then never registered,
+    so its hooks never run and every flow passes through unrelayed, the client's key included
+    (docs/mitmproxy-notes.md §4). Taken out here, the script loads and refuses to start."""
+    problems = []
+    for name in names:
+        values = getattr(deferred.get(name), "val", None)
+        if not isinstance(values, list) or len(values) == 1:
+            continue
+        del deferred[name]
+        if values:
+            problems.append(f"{name} is set {len(values)} times; set it once")
+        else:
+            problems.append(f"{name} needs a value (--set {name}=VALUE)")
+    return "; ".join(problems) or None
+
+
+def _client_keys(variable: str, env: Mapping[str, str]) -> ClientKeys | None:
+    """The keys in ``$variable`` (core/access.py). A named variable that is unset or empty is
+    an error, never "no keys": a typo must not open the relay to everyone."""
+    if not variable:
+        return None
+    text = env.get(variable)
+    if text is None:
+        raise ConfigError(f"relay_client_keys_env names ${variable}, which is not set")
+    try:
+        return ClientKeys.parse(text, variable=f"${variable}")
+    except ValueError as e:
+        raise ConfigError(f"relay_client_keys_env: {e}") from None
 
 
 def _routes(
@@ -262,17 +362,17 @@ def _is_set(name: str, value: Any) -> bool:
 
 
 def _state(options: Mapping[str, Any]) -> StateConfig:
-    entries, mb, ttl = (
-        options["relay_history_entries"],
-        options["relay_history_mb"],
-        options["relay_history_ttl"],
+    entries = whole_number(
+        options, "relay_history_entries", "a positive whole number of conversations"
     )
-    if min(entries, mb, ttl) <= 0:
-        raise ConfigError("relay_history_* options must be positive")
+    mb = whole_number(options, "relay_history_mb", "a positive whole number of megabytes")
+    ttl = number(options, "relay_history_ttl", "a positive number of seconds")
+    deadline_ms = number(options, "relay_state_deadline_ms", "a positive number of milliseconds")
     return StateConfig(
         options["relay_state"],
-        Limits(entries, mb * 1024 * 1024, float(ttl)),
+        Limits(entries, mb * 1024 * 1024, ttl),
         Path(options["confdir"]).expanduser(),
+        deadline_ms / 1000,
     )
 
 

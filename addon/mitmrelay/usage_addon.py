@@ -22,6 +22,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions
 
+from .config import ConfigError, whole_number
 from .core.ledger import record_of
 from .core.outcome import ExchangeOutcome
 from .metrics import MetricsServer, RelayMetrics, StatusSource
@@ -45,36 +46,42 @@ class Usage:
         self._ledger_at = "nowhere"
         self._running = False
         self._refusal: str | None = None  # a configuration error seen before running
+        self._days = DEFAULT_USAGE_DAYS
 
     def load(self, loader: Any) -> None:
         loader.add_option(
             "relay_usage_days",
-            int,
-            DEFAULT_USAGE_DAYS,
+            str,  # parsed here: a malformed int would unload the script (config.number)
+            str(DEFAULT_USAGE_DAYS),
             "Days the usage ledger keeps each exchange's record (tokens, cost, status) where "
             "relay_state keeps the relay's state; read it with `mitmrelay usage`. "
             "0: no ledger (relay_state=memory keeps none either).",
         )
         loader.add_option(
             "relay_metrics_port",
-            int | None,
-            None,
-            "Loopback port serving Prometheus /metrics and /healthz. Unset: off; "
+            str,
+            "",
+            "Loopback port serving Prometheus /metrics and /healthz. Empty: off; "
             "0: any free port (the start line names it).",
         )
 
     def configure(self, updated: set[str]) -> None:
         opts = ctx.options
         try:
-            if "relay_usage_days" in updated and opts.relay_usage_days < 0:
-                raise ValueError("relay_usage_days must be 0 (no ledger) or more")
+            if "relay_usage_days" in updated:
+                self._days = _days(opts.relay_usage_days)
             if "relay_metrics_port" in updated:
-                self._serve(opts.relay_metrics_port)
+                self._serve(_port(opts.relay_metrics_port))
         except ValueError as e:
             self._refuse(str(e))
             return
         if LEDGER_OPTIONS & updated and all(name in opts for name in LEDGER_OPTIONS):
             self._open_ledger(opts.relay_state, Path(opts.confdir).expanduser())
+
+    def refusal(self) -> str | None:
+        """The configuration error this addon refused to start with, if any (the relay
+        relays nothing meanwhile: addon.py ``Relay.requires``)."""
+        return self._refusal
 
     def _refuse(self, message: str) -> None:
         """A configuration error: before the relay runs, one ERROR line in ``running`` (which
@@ -104,7 +111,7 @@ class Usage:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        days = ctx.options.relay_usage_days
+        days = self._days
         if days == 0 or url == "memory":
             self._ledger_at = "off"
             return
@@ -144,6 +151,30 @@ class Usage:
         if self.writer is not None:
             self.writer.submit(record)
         self.metrics.ended(outcome, record)
+
+
+def _days(text: str) -> int:
+    """``relay_usage_days``; raises ``ValueError`` (one line)."""
+    try:
+        return whole_number(
+            {"relay_usage_days": text}, "relay_usage_days", "0 (no ledger) or more", zero_ok=True
+        )
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+
+
+def _port(text: str) -> int | None:
+    """``relay_metrics_port``: None when empty; raises ``ValueError`` (one line)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"relay_metrics_port must be 0-65535, got {text}")
+    return port
 
 
 def _ledger(url: str, confdir: Path) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from mitmrelay.config import ConfigError, RoutesFile, load_config, start_line
 
-ENV = {"K1": "sk-one", "K2": "sk-two"}
+ENV = {"K1": "sk-one", "K2": "sk-two", "TEAM_KEYS": " k1, k2 ", "EMPTY_KEYS": " , "}
 ROUTES = """
 [providers.one]
 base_url = "http://127.0.0.1:1/v1"
@@ -27,13 +27,15 @@ DEFAULTS = {
     "relay_profile": "",
     "relay_hosts": ["api.openai.com/v1"],
     "relay_reasoning": "summary",
-    "relay_timeout": 300,
-    "relay_keepalive": 10,
-    "relay_retry_wait": 2,
+    "relay_timeout": "300",
+    "relay_keepalive": "10",
+    "relay_retry_wait": "2",
     "relay_state": "memory",
-    "relay_history_entries": 10,
-    "relay_history_mb": 1,
-    "relay_history_ttl": 60,
+    "relay_history_entries": "10",
+    "relay_history_mb": "1",
+    "relay_history_ttl": "60",
+    "relay_state_deadline_ms": "200",
+    "relay_client_keys_env": "",
     "confdir": "~/.mitmproxy",
 }
 
@@ -43,13 +45,26 @@ def config(**options):
 
 
 def test_every_option_is_read_once_into_a_frozen_object():
-    c = config(relay_upstream="https://api.deepseek.com/v1", relay_retry_wait=0)
+    c = config(relay_upstream="https://api.deepseek.com/v1", relay_retry_wait="0")
     assert c.routes is not None and c.routes_file is None
     assert (c.timeout_s, c.keepalive_s, c.retry_wait_s) == (300.0, 10.0, 0.0)
     assert c.state.limits.max_bytes == 1024 * 1024 and c.state.confdir == Path.home() / ".mitmproxy"
     assert c.rules[0].host == "api.openai.com"
     with pytest.raises(AttributeError):
         c.timeout_s = 1  # type: ignore[misc]
+
+
+def test_number_options_are_strings_parsed_here_decimals_allowed_for_times():
+    c = config(relay_timeout=" 1.5 ", relay_keepalive="0.25", relay_state_deadline_ms="50")
+    assert (c.timeout_s, c.keepalive_s, c.state.deadline_s) == (1.5, 0.25, 0.05)
+    assert config().state.deadline_s == 0.2
+
+
+def test_client_keys_are_read_from_the_variable_named():
+    c = config(relay_client_keys_env="TEAM_KEYS")
+    assert c.client_keys is not None and c.client_keys_env == "TEAM_KEYS"
+    assert c.client_keys.allows("Bearer k2") and not c.client_keys.allows("Bearer k3")
+    assert config().client_keys is None
 
 
 def test_nothing_to_relay_to_is_no_error_here():
@@ -75,10 +90,19 @@ def test_a_routes_file_wins_and_the_overridden_options_are_named(tmp_path):
     ("options", "message"),
     [
         ({"relay_reasoning": "loud"}, "relay_reasoning must be one of"),
-        ({"relay_keepalive": 0}, "relay_keepalive must be a positive"),
-        ({"relay_retry_wait": -1}, "relay_retry_wait must be 0"),
+        ({"relay_keepalive": "0"}, "relay_keepalive must be a positive"),
+        ({"relay_timeout": "5s"}, "relay_timeout must be a positive number of seconds, got '5s'"),
+        ({"relay_timeout": "inf"}, "relay_timeout must be a positive number of seconds"),
+        ({"relay_retry_wait": "-1"}, "relay_retry_wait must be 0"),
         ({"relay_hosts": ["/x"]}, "relay_hosts: "),
-        ({"relay_history_mb": 0}, r"relay_history_\* options must be positive"),
+        ({"relay_history_mb": "0"}, "relay_history_mb must be a positive whole number"),
+        ({"relay_history_entries": "1e3"}, "relay_history_entries must be a positive whole"),
+        ({"relay_state_deadline_ms": "-5"}, "relay_state_deadline_ms must be a positive"),
+        (
+            {"relay_client_keys_env": "NO_SUCH_KEYS_VAR"},
+            r"names \$NO_SUCH_KEYS_VAR, which is not set",
+        ),
+        ({"relay_client_keys_env": "EMPTY_KEYS"}, r"\$EMPTY_KEYS is set but holds no client key"),
         ({"relay_profile": "nope"}, "relay_profile: 'nope' is unknown"),
         ({"relay_model_map": ["a:b"]}, "relay_model_map: entries are client=upstream"),
         ({"relay_upstream": "api.deepseek.com"}, r"relay_upstream: must be an http\(s\) URL"),

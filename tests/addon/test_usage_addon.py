@@ -62,7 +62,7 @@ def test_exchanges_reach_the_ledger_and_the_metrics(host, tmp_path):
 @pytest.mark.parametrize(("state", "days"), [("memory", 90), ("sqlite", 0)])
 def test_no_ledger_for_memory_state_or_zero_days(host, tmp_path, caplog, state, days):
     usage, tctx = host
-    tctx.configure(usage, confdir=str(tmp_path), relay_state=state, relay_usage_days=days)
+    tctx.configure(usage, confdir=str(tmp_path), relay_state=state, relay_usage_days=str(days))
     assert usage.writer is None
     usage.mitmrelay_exchange_ended(outcome())  # still counted by the metrics
     assert usage.metrics.requests._metrics  # one labelled child exists
@@ -73,7 +73,7 @@ def test_no_ledger_for_memory_state_or_zero_days(host, tmp_path, caplog, state, 
 
 def test_metrics_port_serves_and_the_start_line_names_it(host, tmp_path, caplog):
     usage, tctx = host
-    tctx.configure(usage, confdir=str(tmp_path), relay_metrics_port=0)
+    tctx.configure(usage, confdir=str(tmp_path), relay_metrics_port="0")
     caplog.set_level(logging.INFO, logger="mitmrelay.usage")
     usage.running()
     url = usage.server.url
@@ -87,7 +87,7 @@ def test_metrics_port_serves_and_the_start_line_names_it(host, tmp_path, caplog)
             "last_failure": None,
         }
     }
-    tctx.configure(usage, relay_metrics_port=None)  # switched off at run time
+    tctx.configure(usage, relay_metrics_port="")  # switched off at run time
     assert usage.server is None
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/metrics", timeout=2)
@@ -99,7 +99,7 @@ def test_errors_before_running_are_one_error_line(host, caplog):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    tctx.configure(usage, relay_metrics_port=port)
+    tctx.configure(usage, relay_metrics_port=str(port))
     caplog.set_level(logging.INFO, logger="mitmrelay.usage")
     usage.running()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -113,8 +113,8 @@ def test_errors_before_running_are_one_error_line(host, caplog):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("relay_usage_days", -1, "relay_usage_days must be 0 (no ledger) or more"),
-        ("relay_metrics_port", 70000, "relay_metrics_port must be 0-65535, got 70000"),
+        ("relay_usage_days", "-1", "relay_usage_days must be 0 (no ledger) or more"),
+        ("relay_metrics_port", "70000", "relay_metrics_port must be 0-65535, got 70000"),
     ],
 )
 def test_errors_once_running_refuse_the_change(host, option, value, message):

@@ -48,6 +48,30 @@ def no_upstream() -> Answer:
     )
 
 
+def not_configured(why: str) -> Answer:
+    """The relay is loaded but its configuration failed: nothing is relayed, and nothing goes
+    on unrelayed either (the request carries the client's key)."""
+    return error_answer(
+        503,
+        f"mitmrelay is not configured: {why}",
+        "relay_not_configured",
+        "server_error",
+    )
+
+
+def state_unavailable() -> Answer:
+    """``previous_response_id`` could not be read because the state store failed (not an
+    unknown id): a 5xx, which Codex retries (docs/codex-contract.md §8), rather than a turn
+    sent on without its history."""
+    return error_answer(
+        503,
+        "mitmrelay could not read the conversation previous_response_id names: its state "
+        "store is not answering; retry",
+        "server_error",
+        "server_error",
+    )
+
+
 def websocket_refused() -> Answer:
     # 426 makes Codex fall back to HTTP at once, with no retries (docs/codex-contract.md §2.2).
     return error_answer(

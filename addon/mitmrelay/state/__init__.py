@@ -79,9 +79,11 @@ def open_async_store(
     limits: Limits,
     clock: Callable[[], float] = time.time,
     deadline_s: float | None = None,
+    log_clock: Callable[[], float] = time.monotonic,
 ) -> AsyncStore:
     """``open_store`` wrapped for the event loop (state/offloop.py). Opening itself is
-    synchronous: it runs once, at start, where failing loudly is right."""
+    synchronous: it runs once, at start, where failing loudly is right. ``clock`` is the
+    store's (ages of entries), ``log_clock`` paces the wrapper's failure log."""
     from .offloop import DEFAULT_DEADLINE_S, AsyncStore
 
     store = open_store(url, confdir=confdir, limits=limits, clock=clock)
@@ -89,6 +91,7 @@ def open_async_store(
         store,
         name=display_url(url),
         deadline_s=DEFAULT_DEADLINE_S if deadline_s is None else deadline_s,
+        clock=log_clock,
     )
 
 

@@ -33,7 +33,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -88,6 +88,20 @@ class _FailureLog:
         self.failing, self.failed, self.total_failed = False, 0, 0
 
 
+def _get_many(store: StateStore, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for key in keys:
+        value = store.get(key)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def _put_many(store: StateStore, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    for key, value in items:
+        store.put(key, value)
+
+
 class AsyncStore:
     """``await get/put/stats`` on a ``StateStore``, off the event loop (module docstring).
 
@@ -114,6 +128,8 @@ class AsyncStore:
         self._pool = ThreadPoolExecutor(max_in_flight, thread_name_prefix="mitmrelay-state")
         self._lock = threading.Lock()  # guards _in_flight: done callbacks run in the threads
         self._in_flight = 0
+        self._idle = threading.Event()  # set while no call is in flight
+        self._idle.set()
 
     @property
     def in_flight(self) -> int:
@@ -133,6 +149,15 @@ class AsyncStore:
         """Keep ``value`` under ``key``. Raises ``StoreUnavailable``."""
         await self._call("put", self.store.put, key, value)
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The values of those of ``keys`` the store holds, read in one call (one thread, one
+        deadline). Raises ``StoreUnavailable``."""
+        return await self._call("get", _get_many, self.store, tuple(keys))
+
+    async def put_many(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Keep every ``(key, value)``, in one call. Raises ``StoreUnavailable``."""
+        await self._call("put", _put_many, self.store, tuple(items))
+
     async def stats(self) -> dict[str, int]:
         return await self._call("stats", self.store.stats)
 
@@ -141,6 +166,7 @@ class AsyncStore:
             busy = self._in_flight >= self.max_in_flight
             if not busy:
                 self._in_flight += 1
+                self._idle.clear()
         if busy:
             why = f"busy ({self.max_in_flight} calls still waiting on it)"
             self._log.failure(operation, why)
@@ -167,11 +193,16 @@ class AsyncStore:
     def _release(self) -> None:
         with self._lock:
             self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     def close(self) -> None:
-        """Stop taking calls and close the store; a hung call is not waited for (its thread
-        ends when the store's client gives up)."""
+        """Stop taking calls and close the store. Calls in flight (the writes an exchange
+        that just ended left) get up to ``deadline_s`` to finish first, so a healthy store
+        keeps them across a restart; a hung call is not waited for longer (its thread ends
+        when the store's client gives up)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._idle.wait(self.deadline_s)
         closer = threading.Thread(target=self.store.close, name="mitmrelay-state-close")
         closer.daemon = True
         closer.start()
