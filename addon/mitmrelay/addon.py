@@ -227,6 +227,9 @@ class Relay:
     # ------------------------------------------------------------------ options
 
     def load(self, loader: Any) -> None:
+        # Numbers are declared as strings and parsed in config.py: a value mitmproxy's own
+        # --set parse rejects would unload the whole script silently, and mitmdump would
+        # pass Codex's request on with its key (docs/mitmproxy-notes.md §7.3).
         for option in OPTION_SPECS:
             loader.add_option(option.name, option.typespec, option.default, option.help)
         self._unusable = take_unusable(loader.master.options.deferred, SINGLE_VALUE_OPTIONS)
@@ -270,8 +273,9 @@ class Relay:
 
     def _refuse(self, message: str) -> None:
         """A configuration error. Before the relay runs it is kept for ``running`` to log as
-        one ERROR line, which makes mitmdump exit (an exception here would print a
-        traceback); once running, the change is refused and the previous config stays."""
+        one ERROR line, which makes mitmdump exit (an exception here would print a traceback
+        and exit); once running, an ``OptionsError`` rolls the change back and the previous
+        config stays (docs/mitmproxy-notes.md §7.1)."""
         if self._running:
             raise exceptions.OptionsError(message)
         self._refusal = message
@@ -316,7 +320,7 @@ class Relay:
         self._running = True
         config = self.config
         if self._refusal is not None:
-            # An ERROR during startup makes mitmdump exit (docs/mitmproxy-notes.md §7).
+            # An ERROR during startup makes mitmdump exit (docs/mitmproxy-notes.md §7, §7.1).
             logger.error("mitmrelay: %s", self._refusal)
             return
         if config is None or config.routes is None:
@@ -535,7 +539,7 @@ class Relay:
             request = ClientRequest.parse(body or b"", table.wires)
             client_model, stream = request.model, request.stream
             plan = table.plan(request.model)
-            if not plan:
+            if not plan:  # a 400 Codex shows as is and never retries (docs/codex-contract.md §8.1)
                 raise model_not_found(request.model, table.names())
             record = None
             if request.previous_response_id:

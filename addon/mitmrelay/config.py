@@ -4,7 +4,7 @@ The addon hands ``load_config`` the values of its options (a plain mapping: no m
 and the environment; what comes back is a ``RelayConfig`` the hooks only read, so no request
 parses an option. Every problem is one ``ConfigError`` line naming the option (or the routes
 file, its table and key): the addon logs it and refuses to start, or, once running, refuses
-the change and keeps the previous configuration (docs/mitmproxy-notes.md §7).
+the change and keeps the previous configuration (docs/mitmproxy-notes.md §7.1).
 
 The routes file (``relay_routes``) is the one input that changes under a running relay:
 ``RoutesFile`` re-reads it when its modification time, size or inode changes. A valid change

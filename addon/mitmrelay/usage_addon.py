@@ -51,7 +51,8 @@ class Usage:
     def load(self, loader: Any) -> None:
         loader.add_option(
             "relay_usage_days",
-            str,  # parsed here: a malformed int would unload the script (config.number)
+            str,  # parsed here: a malformed int would unload the script silently
+            # (config.number; docs/mitmproxy-notes.md §7.3)
             str(DEFAULT_USAGE_DAYS),
             "Days the usage ledger keeps each exchange's record (tokens, cost, status) where "
             "relay_state keeps the relay's state; read it with `mitmrelay usage`. "
@@ -85,7 +86,7 @@ class Usage:
 
     def _refuse(self, message: str) -> None:
         """A configuration error: before the relay runs, one ERROR line in ``running`` (which
-        makes mitmdump exit: docs/mitmproxy-notes.md §7) instead of a traceback; once running,
+        makes mitmdump exit: docs/mitmproxy-notes.md §7.1) instead of a traceback; once running,
         the change is refused and the previous setting stays."""
         if self._running:
             raise exceptions.OptionsError(message)
