@@ -13,19 +13,12 @@ from typing import Any
 
 import pytest
 from mitmproxy.test import taddons
+from support.manual_clock import ManualClock
 
 from mitmrelay.addon import Relay, _State
 from mitmrelay.core.bounds import Limits
 from mitmrelay.state.memory import MemoryStore
 from mitmrelay.state.offloop import LOG_EVERY_S, AsyncStore, StoreUnavailable
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class HungStore(MemoryStore):
@@ -55,8 +48,8 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_reads_fail_fast_restores_are_skipped_and_writes_never_wait(caplog):
     caplog.set_level(logging.INFO, logger="mitmrelay.state")
-    inner, clock = HungStore(), Clock()
-    state = _State(AsyncStore(inner, name="redis://r", deadline_s=0.05, clock=clock))
+    inner, clock = HungStore(), ManualClock()
+    state = _State(AsyncStore(inner, name="redis://r", deadline_s=0.05, clock=clock.now))
 
     async def scenario() -> None:
         state.put_many([("resp_1", {"v": 1})])
@@ -75,7 +68,7 @@ def test_reads_fail_fast_restores_are_skipped_and_writes_never_wait(caplog):
         with pytest.raises(StoreUnavailable):
             await state.get("resp_2")
         assert len(warnings(caplog)) == 1  # four failures within the minute: one line
-        clock.now += LOG_EVERY_S
+        clock.advance(LOG_EVERY_S)
         with pytest.raises(StoreUnavailable):
             await state.get("resp_1")
         assert len(warnings(caplog)) == 2
@@ -93,8 +86,8 @@ def test_reads_fail_fast_restores_are_skipped_and_writes_never_wait(caplog):
 
 
 def test_the_deadline_option_and_the_clock_reach_the_store(tmp_path):
-    clock = Clock()
-    relay = Relay(state_clock=clock)
+    clock = ManualClock()
+    relay = Relay(state_clock=clock.now)
     with taddons.context(relay) as tctx:
         tctx.configure(
             relay,
@@ -104,7 +97,7 @@ def test_the_deadline_option_and_the_clock_reach_the_store(tmp_path):
             relay_state_deadline_ms="75",
         )
         assert relay.state.store.deadline_s == 0.075
-        assert relay.state.store._log.clock is clock
+        assert relay.state.store._log.clock == clock.now
         tctx.configure(relay, relay_state_deadline_ms="250")  # a change reopens the store
         assert relay.state.store.deadline_s == 0.25
     relay.done()

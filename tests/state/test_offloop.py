@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import redis
 from support.local_servers import free_port, start_redis
+from support.manual_clock import ManualClock
 from support.mitm import MitmRelay
 
 from mitmrelay.core.bounds import Limits
@@ -34,14 +35,6 @@ from mitmrelay.state.offloop import LOG_EVERY_S, AsyncStore, StoreUnavailable
 pytestmark = pytest.mark.requires("redis-server")
 
 LOGGER = "mitmrelay.state"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class SwitchableStore(MemoryStore):
@@ -143,10 +136,12 @@ def test_calls_run_off_the_loop_thread():
 
 def test_a_stopped_redis_costs_only_the_calls_that_wait(own_redis, tmp_path, caplog):
     proc, url, _ = own_redis
-    clock = Clock()
+    clock = ManualClock()
     # A 1 s deadline (not the default 200 ms) and a generous one for the healthy store: the
     # ordering asserted below then holds however loaded the machine is.
-    store = open_async_store(url, confdir=tmp_path, limits=Limits(), clock=clock, deadline_s=1.0)
+    store = open_async_store(
+        url, confdir=tmp_path, limits=Limits(), clock=clock.now, deadline_s=1.0
+    )
     healthy = AsyncStore(MemoryStore(Limits(), time.time), deadline_s=10.0)
     order: list[str] = []
 
@@ -292,8 +287,8 @@ def test_a_locked_sqlite_file_costs_only_the_call_that_waits(tmp_path, caplog):
 
 def test_a_failing_store_is_logged_once_a_minute_and_its_recovery_once(caplog):
     inner = SwitchableStore()
-    clock = Clock()
-    store = AsyncStore(inner, name="memory", clock=clock)
+    clock = ManualClock()
+    store = AsyncStore(inner, name="memory", clock=clock.now)
     caplog.set_level(logging.INFO, logger=LOGGER)
 
     async def call() -> Any:
@@ -302,12 +297,12 @@ def test_a_failing_store_is_logged_once_a_minute_and_its_recovery_once(caplog):
     inner.down = True
     for _ in range(10):
         assert isinstance(asyncio.run(call()), StoreUnavailable)
-        clock.now += (LOG_EVERY_S - 1) / 10  # ten failures inside one minute
+        clock.advance((LOG_EVERY_S - 1) / 10)  # ten failures inside one minute
     assert warnings_of(caplog) == [
         "mitmrelay: state store memory: get failed: ConnectionError: Connection refused; "
         "relaying without stored state"
     ]
-    clock.now += 1  # a minute after the first line
+    clock.advance(1)  # a minute after the first line
     asyncio.run(call())
     assert warnings_of(caplog)[-1].endswith("(10 failed calls since the last report)")
     assert len(warnings_of(caplog)) == 2
