@@ -123,14 +123,6 @@ def vm_kib(pid: int, field: str) -> int:
 BODY_MB = 64
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured 7.3x (+469 MB peak RSS) for one 64 MB image body. Copies seen in "
-    "addon.py and link.py: mitmproxy's own request body, addon.py's flow.request.copy() kept "
-    "for mitmweb, the parsed image string, json.dumps(chat) (2.25x transient) then .encode(), "
-    "req.content set to it, and the link reading that body again whole from its loopback "
-    "socket before sending it",
-)
 def test_a_64_mb_image_body_costs_the_relay_at_most_3x_its_size(tmp_path):
     image = base64.b64encode(os.urandom(BODY_MB * 1024 * 1024 * 3 // 4)).decode()
     body = json.dumps(
