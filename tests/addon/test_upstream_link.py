@@ -46,6 +46,7 @@ from mitmrelay.link import (
     UpstreamLink,
 )
 from mitmrelay.link.connection import LinkFailure, UpstreamConnection
+from mitmrelay.link.pool import POOL_IDLE_S
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
 EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
@@ -1336,3 +1337,40 @@ def test_a_large_body_is_written_as_the_upstream_reads_it_then_the_connection_is
             server.close()
 
     asyncio.run(main())
+
+
+# ------------------------------------------------------------------------ the pool's idle time
+
+
+def test_an_idle_connection_is_closed_when_its_idle_time_is_up_and_a_busy_one_is_not():
+    clock = ManualClock()
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+    async def scenario(link: UpstreamLink, up: ScriptedUpstream) -> None:
+        async with Call(link, LinkJob(attempt_for(up.url, sse=False))) as c:
+            (await up.next()).write(answer)
+            assert (await c.done()).status == 200
+        await until(lambda: link.pool.idle == 1)
+        clock.advance(POOL_IDLE_S - 1)
+        assert link.pool.idle == 1
+        # Taken for the next request before its time is up: busy when the time passes.
+        async with Call(link, LinkJob(attempt_for(up.url, sse=False))) as c:
+            exchange = await up.next()
+            assert link.pool.idle == 0
+            clock.advance(2)
+            await asyncio.sleep(0.05)
+            assert up.closed == 0
+            exchange.write(answer)
+            assert (await c.done()).status == 200
+        assert up.connections == 1
+        # Idle again: a new deadline, from the end of this answer.
+        await until(lambda: link.pool.idle == 1)
+        clock.advance(POOL_IDLE_S - 0.001)
+        assert link.pool.idle == 1
+        await asyncio.sleep(0.05)
+        assert up.closed == 0
+        clock.advance(0.001)
+        assert link.pool.idle == 0 and clock.pending == 0
+        await until(lambda: up.closed == 1)
+
+    scripted(scenario, clock=clock, idle_timeout_s=300.0, keepalive_s=300.0)
