@@ -14,16 +14,16 @@ Set-up, all on loopback:
   responses (``flow.response.stream = True``, else mitmproxy buffers whole bodies); clients POST
   the Chat request directly.
 
-For each, ``--streams`` clients (asyncio, raw HTTP/1.1, one connection per stream) each run
-streams back to back: ``--warmup`` seconds, then a snapshot of the proxy's RSS and open file
-descriptors, then ``--seconds`` of measured streams, then the clients finish their current
-stream, the proxy is given ``SETTLE_S`` and snapshotted again, and once more after ``--linger``
-seconds (idle pooled connections are closed after 30 s: link.py ``POOL_IDLE_S``). Recorded per
-stream: its status, whether it ended with its terminal event (``response.completed``;
-``[DONE]`` for the baseline), and the gaps between consecutive *token* events as the client
-received them (``response.output_text.delta``; a chunk with content for the baseline): the
-relay turns one upstream chunk into several events at once (``response.created`` and
-``in_progress``, an item's ``added`` events), whose zero gaps would flatter it.
+For each, ``--streams`` clients (asyncio, raw HTTP/1.1, one connection per stream) each run streams
+back to back: ``--warmup`` seconds, then a snapshot of the proxy's RSS and open file descriptors,
+then ``--seconds`` of measured streams, then the clients finish their current stream, the proxy is
+given ``SETTLE_S`` and snapshotted again, and once more after ``--linger`` seconds (idle pooled
+upstream connections are closed after 30 s: link/pool.py ``POOL_IDLE_S``). Recorded per stream: its
+status, whether it ended with its terminal event (``response.completed``; ``[DONE]`` for the
+baseline), and the gaps between consecutive *token* events as the client received them
+(``response.output_text.delta``; a chunk with content for the baseline): the relay turns one
+upstream chunk into several events at once (``response.created`` and ``in_progress``, an item's
+``added`` events), whose zero gaps would flatter it.
 
 ``--state`` picks the relay's ``relay_state``: ``sqlite`` (its default), ``memory``, ``redis``
 (a redis-server started here), or ``redis-stopped``: the same, stopped with SIGSTOP once the

@@ -64,6 +64,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from request_translate import synthetic_history  # noqa: E402
 from support.mitm import MITMDUMP, MitmRelay  # noqa: E402
 
+from mitmrelay.core.body import json_body  # noqa: E402
 from mitmrelay.core.request import parse_request, translate_request  # noqa: E402
 
 GAP_S = 0.001  # between two upstream events
@@ -626,7 +627,7 @@ def main() -> None:
             print(f"run {run + 1}/{args.repeat} done", file=sys.stderr)
     translate_ms = statistics.median(
         timed(
-            lambda: json.dumps(
+            lambda: json_body(
                 translate_request(parse_request(json.dumps(big).encode()), upstream_model="m")[0]
             )
         )

@@ -2,6 +2,7 @@
 same Chat stream through untouched, measured in the same run.
 
     .venv/bin/python bench/relay_cpu.py [--events 2000] [--repeat 5] [--no-profile] [--responses]
+        [--field reasoning_content]
 
 A paced streaming server in this process sends a Chat Completions SSE stream of ``--events``
 text deltas (DeepSeek's chunk JSON), one TCP write per event, 1 ms apart, so that the proxy
@@ -125,9 +126,13 @@ def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> 
     return b"%x\r\n%s\r\n" % (len(data), data)  # one HTTP/1.1 chunk per event, as DeepSeek
 
 
+DELTA_FIELDS = ("content", "reasoning_content")
+DELTA_FIELD = ["content"]  # --field: text deltas, or DeepSeek's reasoning deltas
+
+
 def events(n: int) -> list[bytes]:
     body = [chunk({"role": "assistant", "content": ""})]
-    body += [chunk({"content": f" word{i}"}) for i in range(n - 1)]
+    body += [chunk({DELTA_FIELD[0]: f" word{i}"}) for i in range(n - 1)]
     usage = {"prompt_tokens": 12, "completion_tokens": n, "total_tokens": 12 + n}
     tail = [chunk({"content": ""}, "stop"), chunk({}, usage=usage)]
     return [*body, *tail, b"e\r\ndata: [DONE]\n\n\r\n", b"0\r\n\r\n"]
@@ -248,10 +253,10 @@ class Setup:
         assert response.status == 200, (self.name, response.status, body[:500])
         if self.wire == "responses":  # n deltas, through or normalised
             marker, expected = b'"type":"response.output_text.delta"', n
-        elif self.tag == "relay":
-            marker, expected = b'"type":"response.output_text.delta"', n - 1
+        elif self.tag == "relay":  # a text or reasoning delta event per upstream delta
+            marker, expected = b'"delta":" word', n - 1
         else:
-            marker, expected = b'"content":" word', n - 1
+            marker, expected = b'content":" word', n - 1
         assert body.count(marker) == expected, (self.name, n, body[-500:])
         return cpu, wall
 
@@ -383,6 +388,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument(
+        "--field",
+        choices=DELTA_FIELDS,
+        default="content",
+        help="the delta each event carries: text, or reasoning (a thinking model's stream)",
+    )
+    parser.add_argument(
         "--responses",
         action="store_true",
         help="also the Responses wire: its stream passed through, and normalised by a relay",
@@ -403,6 +414,7 @@ def main() -> None:
         "comparison, e.g. `git archive main | tar -x -C /tmp/main`)",
     )
     args = parser.parse_args()
+    DELTA_FIELD[0] = args.field
     n = args.events
     chat = json.dumps(
         {"model": "deepseek-chat", "messages": [{"role": "user", "content": "x"}], "stream": True}

@@ -17,7 +17,7 @@ import json
 import ssl
 import urllib.parse
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from openai.types.responses import ResponseStreamEvent
 from support.fake_upstream import FakeUpstream, Reply, error, text
 from support.manual_clock import ManualClock
 
+from mitmrelay.core.body import JsonBody
 from mitmrelay.core.context import TranslationContext
 from mitmrelay.core.sse import SSEDecoder
 from mitmrelay.core.stream import StreamTranslator
@@ -45,6 +46,7 @@ from mitmrelay.link import (
     UpstreamLink,
 )
 from mitmrelay.link.connection import LinkFailure, UpstreamConnection
+from mitmrelay.link.pool import POOL_IDLE_S
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
 EVENTS = pydantic.TypeAdapter(ResponseStreamEvent)
@@ -1272,3 +1274,103 @@ def test_registered_jobs_are_bounded_the_oldest_forgotten_first():
         link.register(job_for("x", sse=False))
     assert link.take(first) is None
     assert link.take(second) is not None
+
+
+# ------------------------------------------------------------------------ a large body
+
+
+class CountedBody(JsonBody):
+    """A large body (core/body.py) that counts the bytes the link has taken from it."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self, parts: list[bytes | str]) -> None:
+        super().__init__(parts)
+        self.taken = 0
+
+    def chunks(self, size: int = 64 * 1024) -> Iterator[bytes]:
+        for chunk in super().chunks(size):
+            self.taken += len(chunk)
+            yield chunk
+
+
+def large_body(mb: int) -> CountedBody:
+    image = "data:image/png;base64," + "QUJD" * (mb * 1024 * 1024 // 4)
+    return CountedBody([b'{"model":"m","messages":[{"role":"user","content":', image, b"}]}"])
+
+
+def test_a_large_body_is_written_as_the_upstream_reads_it_then_the_connection_is_reused():
+    body = large_body(32)
+    small = attempt_for("http://127.0.0.1", sse=False).body
+
+    async def main() -> None:
+        reading = asyncio.Event()
+        received: list[bytes] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reading.wait()  # reads nothing until the test says so
+            for expected in (len(body), len(small)):
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert f"content-length: {expected}".encode() in head.lower()
+                received.append(await reader.readexactly(expected))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+        link = new_link(url)
+        await link.start()
+        try:
+            first = attempt_for(url, sse=False)
+            first.body = body
+            async with Call(link, LinkJob(first)) as c:
+                await until(lambda: body.taken > 0)
+                for _ in range(20):  # the socket's buffers fill; the link stops taking chunks
+                    await asyncio.sleep(0.01)
+                assert body.taken < len(body) // 2
+                reading.set()
+                assert (await c.done()).status == 200
+            assert body.taken == len(body) and received[0] == bytes(body)
+            assert (await call(link, LinkJob(attempt_for(url, sse=False)))).status == 200
+            assert received[1] == small  # on the same connection: serve() handles both
+        finally:
+            link.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------------ the pool's idle time
+
+
+def test_an_idle_connection_is_closed_when_its_idle_time_is_up_and_a_busy_one_is_not():
+    clock = ManualClock()
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"
+
+    async def scenario(link: UpstreamLink, up: ScriptedUpstream) -> None:
+        async with Call(link, LinkJob(attempt_for(up.url, sse=False))) as c:
+            (await up.next()).write(answer)
+            assert (await c.done()).status == 200
+        await until(lambda: link.pool.idle == 1)
+        clock.advance(POOL_IDLE_S - 1)
+        assert link.pool.idle == 1
+        # Taken for the next request before its time is up: busy when the time passes.
+        async with Call(link, LinkJob(attempt_for(up.url, sse=False))) as c:
+            exchange = await up.next()
+            assert link.pool.idle == 0
+            clock.advance(2)
+            await asyncio.sleep(0.05)
+            assert up.closed == 0
+            exchange.write(answer)
+            assert (await c.done()).status == 200
+        assert up.connections == 1
+        # Idle again: a new deadline, from the end of this answer.
+        await until(lambda: link.pool.idle == 1)
+        clock.advance(POOL_IDLE_S - 0.001)
+        assert link.pool.idle == 1
+        await asyncio.sleep(0.05)
+        assert up.closed == 0
+        clock.advance(0.001)
+        assert link.pool.idle == 0 and clock.pending == 0
+        await until(lambda: up.closed == 1)
+
+    scripted(scenario, clock=clock, idle_timeout_s=300.0, keepalive_s=300.0)

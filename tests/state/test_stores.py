@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from mitmrelay.core.body import LONG_STRING
 from mitmrelay.core.bounds import Limits
-from mitmrelay.state import open_store
+from mitmrelay.state import SQLITE_FILE, open_store
 
 
 class Clock:
@@ -102,6 +104,34 @@ def test_concurrent_writers(make_store):
     assert not errors
     assert store.stats()["entries"] == 1600
     assert store.get("w7-199") == {"n": 7, "i": 199}
+
+
+def test_a_record_holding_an_image_round_trips(make_store):
+    # Long enough that the SQLite store writes it into its row a chunk at a time (core/body.py).
+    image = "data:image/png;base64," + "QUJD" * (LONG_STRING // 2)
+    value = {"input": [{"type": "message", "role": "user", "content": [{"image_url": image}]}]}
+    store = make_store()
+    store.put("resp_image", value)
+    assert store.get("resp_image") == value
+    assert store.stats()["entries"] == 1
+
+
+def test_a_database_made_with_the_value_column_second_still_works(tmp_path):
+    # The layout before ``value`` moved last: statements name their columns, so it reads and
+    # writes the same (a large row then costs SQLite one copy in memory).
+    db = sqlite3.connect(tmp_path / SQLITE_FILE)
+    db.executescript(
+        "CREATE TABLE entries (key TEXT PRIMARY KEY, value TEXT NOT NULL, size INTEGER NOT NULL,"
+        " stored REAL NOT NULL, used REAL NOT NULL);"
+        "INSERT INTO entries VALUES ('resp_old', '{\"v\":1}', 7, 1000000.0, 1000000.0);"
+    )
+    db.close()
+    store = open_store("sqlite", confdir=tmp_path, limits=Limits(), clock=Clock())
+    image = "QUJD" * (LONG_STRING // 2)
+    store.put("resp_new", {"image": image})
+    assert store.get("resp_old") == {"v": 1} and store.get("resp_new") == {"image": image}
+    assert store.stats()["entries"] == 2
+    store.close()
 
 
 def test_persistence_across_reopen(make_store):

@@ -53,7 +53,6 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import json
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from typing import Any
 from mitmrelay.models.responses import ResponsesRequest
 
 from .attempts import AttemptPolicy, Decision, Failure, Step
+from .body import Body, json_body
 from .client_request import ClientRequest
 from .context import TranslationContext
 from .errors import ClientRequestError
@@ -181,7 +181,7 @@ class UpstreamCall:
     index: int  # the target's place in the plan
     target: Target
     chat: dict[str, Any] = field(repr=False)
-    body: bytes = field(repr=False)
+    body: Body = field(repr=False)  # bytes, or a large body's parts (core/body.py)
     ctx: TranslationContext = field(repr=False)
     healed: bool = False
     kept_keys: tuple[str, ...] = ()
@@ -336,7 +336,7 @@ class Exchange:
             call = last
         elif decision.step is Step.HEAL and last.wire is not CHAT:
             healed = self._responses_call(last.index, heal=True)
-            if healed.body == last.body:  # every turn already carries reasoning
+            if healed.chat == last.chat:  # every turn already carries reasoning
                 return None
             call = healed
         elif decision.step is Step.HEAL:
@@ -368,7 +368,7 @@ class Exchange:
             origin=target.provider.name,
         )
         _bound_output(chat, target)
-        call = UpstreamCall(index, target, chat, _dumps(chat), ctx)
+        call = UpstreamCall(index, target, chat, json_body(chat, len(self.request.body)), ctx)
         self.calls.append(call)
         return call
 
@@ -414,7 +414,13 @@ class Exchange:
                 bound if not isinstance(current, int) else min(current, bound)
             )
         return UpstreamCall(
-            index, target, body, _dumps(body), ctx, healed=heal, kept_keys=tuple(asked)
+            index,
+            target,
+            body,
+            json_body(body, len(self.request.body)),
+            ctx,
+            healed=heal,
+            kept_keys=tuple(asked),
         )
 
     def translator(self, call: UpstreamCall) -> Translator:
@@ -637,8 +643,6 @@ def _field(call: UpstreamCall) -> str:
 
 
 def _rebuilt(call: UpstreamCall, chat: dict[str, Any], *, healed: bool = False) -> UpstreamCall:
-    return UpstreamCall(call.index, call.target, chat, _dumps(chat), call.ctx, healed)
-
-
-def _dumps(chat: Mapping[str, Any]) -> bytes:
-    return json.dumps(chat).encode()
+    return UpstreamCall(
+        call.index, call.target, chat, json_body(chat, len(call.body)), call.ctx, healed
+    )

@@ -15,7 +15,10 @@ transport and h11 and hands what h11 yields to whoever reads the answer:
 4. A body that ends cleanly (h11's ``EndOfMessage``) leaves the connection reusable unless the
    upstream said ``connection: close`` or framed its body by closing; the pool takes it back.
    Anything else (a cut, malformed framing, a body nobody reads to its end) closes it.
-5. Failures are ``LinkFailure`` with the kind ``map_transport_error`` words them by:
+5. A large request body (``JsonBody``, core/body.py) is written a chunk at a time: the next
+   chunk goes when the transport's buffer drains (``resume_writing``), so the body is never
+   whole in memory on top of the strings it is made of.
+6. Failures are ``LinkFailure`` with the kind ``map_transport_error`` words them by:
    ``connect``, ``tls``, ``timeout``, ``cut``, ``protocol``.
 
 The upstream was asked for ``accept-encoding: identity``; some compress anyway, so gzip,
@@ -28,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import h11
+
+from mitmrelay.core.body import Body, JsonBody
 
 logger = logging.getLogger("mitmrelay.link")
 
@@ -79,6 +84,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._sink: BodySink | None = None
         self._decoder: _Decoder | None = None
         self._pumping = False
+        self._body_out: Iterator[bytes] | None = None  # a large body's chunks still to write
+        self._paused = False  # the transport's buffer is full (pause_writing)
 
     @property
     def reusable(self) -> bool:
@@ -96,6 +103,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.received = True
         self.h11.receive_data(data)
         self._pump()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._write_more()
 
     def eof_received(self) -> bool | None:
         self._end_of_input()
@@ -121,7 +135,7 @@ class UpstreamConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ the request
 
     def send(
-        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes
+        self, method: str, target: str, headers: list[tuple[bytes, bytes]], body: Body
     ) -> asyncio.Future[Head]:
         """Write one request; the future gets the answer's head or a ``LinkFailure``."""
         assert self.transport is not None and self._head is None
@@ -132,6 +146,11 @@ class UpstreamConnection(asyncio.Protocol):
             out = self.h11.send_with_data_passthrough(
                 h11.Request(method=method, target=target, headers=headers)
             )
+            if isinstance(body, JsonBody):
+                self.transport.writelines(out)
+                self._body_out = body.chunks()
+                self._write_more()
+                return head
             if body:
                 out += self.h11.send_with_data_passthrough(h11.Data(data=body))
             out += self.h11.send_with_data_passthrough(h11.EndOfMessage())
@@ -141,6 +160,22 @@ class UpstreamConnection(asyncio.Protocol):
         # The body goes to the socket as it is: no copy of a 2 MB Chat body into one buffer.
         self.transport.writelines(out)
         return head
+
+    def _write_more(self) -> None:
+        """A large body's next chunks, until the transport's buffer is full or the body ends
+        (theory of operation, 5)."""
+        while self._body_out is not None and not self._paused:
+            if self._dropped or self.closed or self.transport is None:
+                self._body_out = None
+                return
+            chunk = next(self._body_out, None)
+            if chunk is None:
+                self._body_out = None
+                out = self.h11.send_with_data_passthrough(h11.EndOfMessage())
+            else:
+                out = self.h11.send_with_data_passthrough(h11.Data(data=chunk))
+            for data in out:  # write(), not writelines(): only write() calls pause_writing
+                self.transport.write(data)
 
     def read_body(self, sink: BodySink) -> None:
         """Attach the reader of the answer's body; pieces already received go to it now."""
@@ -178,6 +213,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _drop(self) -> None:
         self._dropped = True
+        self._body_out = None
         self._sink = None
         self._head = None
 

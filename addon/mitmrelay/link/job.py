@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mitmrelay.core.body import Body
 from mitmrelay.core.exchange import Translator
 from mitmrelay.core.upstream_errors import MappedError
 from mitmrelay.core.wires import CHAT, Wire
@@ -56,7 +57,7 @@ class LinkAttempt:
 
     url: urllib.parse.SplitResult
     headers: dict[str, str]
-    body: bytes = b""
+    body: Body = b""  # bytes, or a large body written a chunk at a time (core/body.py)
     translator: Translator | None = None
     label: str = ""
     method: str = "POST"
@@ -131,8 +132,9 @@ class LinkJob:
 
     @property
     def sent_body(self) -> bytes:
-        """The body of the last attempt, as it went upstream."""
-        return self.attempt.body
+        """The body of the last attempt, as it went upstream (a large body written out whole:
+        only a flow list asks for it)."""
+        return bytes(self.attempt.body)
 
     @property
     def committed(self) -> bool:

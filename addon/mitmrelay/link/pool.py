@@ -7,8 +7,15 @@
   by h11) and TLS inside the tunnel; a plain http upstream by absolute-form requests to the
   proxy, as mitmproxy itself does (docs/mitmproxy-notes.md §2, "Corporate proxy").
 - A connection whose answer ended cleanly goes back to the pool of its origin (scheme, host,
-  port, proxy); one idle for ``POOL_IDLE_S`` or closed by the upstream is not reused. At most
-  ``MAX_IDLE_PER_ORIGIN`` idle connections are kept per origin, the oldest closed first.
+  port, proxy); one closed by the upstream is not reused. At most ``MAX_IDLE_PER_ORIGIN`` idle
+  connections are kept per origin, the oldest closed first.
+- An idle connection is closed ``POOL_IDLE_S`` after its answer ended, by a timer on the link's
+  clock: a relay that was busy and then went quiet holds no upstream sockets (file descriptors,
+  and the upstream's own connection slots) for the rest of its life. 30 s sits below the idle
+  timeouts upstreams and their load balancers commonly close keep-alive connections after (60 s
+  and more), so the relay closes first and rarely reuses a connection the other end is closing;
+  a connection taken for a new request before then is not closed, and gets a new deadline when
+  its answer ends.
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from .clock import Clock
+from .clock import Clock, Timer
 from .connection import LinkFailure, UpstreamConnection
 
-POOL_IDLE_S = 30.0  # an idle upstream connection older than this is not reused
+POOL_IDLE_S = 30.0  # an upstream connection idle this long is closed
 MAX_IDLE_PER_ORIGIN = 16  # idle connections kept per origin
 DRAIN_S = 5.0  # the rest of an answer nobody needs is awaited this long for reuse, then cut
 
@@ -31,6 +38,7 @@ class ConnectionPool:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._idle: dict[tuple[Any, ...], list[UpstreamConnection]] = {}
+        self._expiry: dict[UpstreamConnection, Timer] = {}  # an idle connection's closing
 
     async def connect(
         self,
@@ -48,6 +56,7 @@ class ConnectionPool:
             now = self.clock.now()
             while idle:
                 conn = idle.pop()
+                self._unexpire(conn)
                 if conn.reusable and now - conn.idle_since < POOL_IDLE_S:
                     return conn, True
                 conn.close()
@@ -103,18 +112,44 @@ class ConnectionPool:
             conn.abort()  # still the same answer, still not at its end
 
     def _release(self, conn: UpstreamConnection) -> None:
-        conn.idle_since = self.clock.now()
+        conn.idle_since = now = self.clock.now()
         idle = self._idle.setdefault(conn.key, [])
         idle.append(conn)
+        self._expiry[conn] = self.clock.call_at(now + POOL_IDLE_S, lambda: self._expire(conn))
         while len(idle) > MAX_IDLE_PER_ORIGIN:
-            idle.pop(0).close()
+            oldest = idle.pop(0)
+            self._unexpire(oldest)
+            oldest.close()
+
+    def _expire(self, conn: UpstreamConnection) -> None:
+        """Its idle time is up: still in the pool (its timer is cancelled when it is taken),
+        so nobody uses it."""
+        self._expiry.pop(conn, None)
+        self._forget(conn)
+        conn.close()
+
+    def _unexpire(self, conn: UpstreamConnection) -> None:
+        timer = self._expiry.pop(conn, None)
+        if timer is not None:
+            timer.cancel()
 
     def _forget(self, conn: UpstreamConnection) -> None:
+        self._unexpire(conn)
         idle = self._idle.get(conn.key)
         if idle is not None and conn in idle:
             idle.remove(conn)
+            if not idle:
+                del self._idle[conn.key]
+
+    @property
+    def idle(self) -> int:
+        """Connections in the pool."""
+        return sum(len(idle) for idle in self._idle.values())
 
     def close(self) -> None:
+        for timer in self._expiry.values():
+            timer.cancel()
+        self._expiry.clear()
         for idle in self._idle.values():
             for conn in idle:
                 conn.close()

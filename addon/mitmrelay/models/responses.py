@@ -141,6 +141,15 @@ def _known_scheme(url: str) -> str:
 ImageUrl = Annotated[str, AfterValidator(_known_scheme)]
 
 
+def _list_or_text(part: Any) -> Any:
+    """``list[part] | str``, the list tried first and the string only when it fails. Not
+    pydantic's default (smart) mode, which tries every branch: a branch that fails keeps the
+    value as its error's input, a Python copy of it, so a 64 MB image in a content list cost
+    a transient copy per union around it. A list value costs nothing more this way; a string
+    costs one failed list check (pydantic's "Input should be a valid list")."""
+    return Annotated[Union[list[part], str], Field(union_mode="left_to_right")]  # noqa: UP007
+
+
 def _type_of(tags: dict[str, str], default: str | None) -> Callable[[Any], str]:
     """The tolerant branch's discriminator: the tag of a value's ``type``, ``default`` when it
     has none, ``unknown`` when it is not one of ``tags``."""
@@ -311,7 +320,7 @@ Tool = _union(
 class MessageItem(_Shape):
     type: NotRequired[Literal["message"]]  # absent: a typeless message (EasyInputMessage)
     role: Literal["user", "assistant", "system", "developer"]
-    content: str | list[ContentPart]
+    content: _list_or_text(ContentPart)
     id: NotRequired[Identifier | None]
 
 
@@ -345,7 +354,7 @@ class FunctionCallItem(_Shape):
 class FunctionCallOutputItem(_Shape):
     type: Literal["function_call_output"]
     call_id: Identifier
-    output: str | list[ContentPart]
+    output: _list_or_text(ContentPart)
     id: NotRequired[Identifier | None]
 
 
@@ -361,7 +370,7 @@ class CustomToolCallItem(_Shape):
 class CustomToolCallOutputItem(_Shape):
     type: Literal["custom_tool_call_output"]
     call_id: Identifier
-    output: str | list[ContentPart]
+    output: _list_or_text(ContentPart)
     id: NotRequired[Identifier | None]
 
 
@@ -449,7 +458,7 @@ class TextConfig(_Model):
 
 class ResponsesRequest(_Model):
     model: Identifier
-    input: str | list[InputItem] = Field(default_factory=list)
+    input: _list_or_text(InputItem) = Field(default_factory=list)
     instructions: str | None = None
     tools: list[Tool] | None = None
     tool_choice: str | JsonObject | None = None

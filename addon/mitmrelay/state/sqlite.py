@@ -5,6 +5,12 @@ statement runs under ``busy_timeout`` so concurrent relays wait instead of faili
 enforced on each write: expired rows first, then least recently used until the count and byte
 limits hold. The count and byte totals live in a ``meta`` row updated in the same transaction,
 and ``stored``/``used`` are indexed, so a write costs O(log n), not a table scan.
+
+A record holding a long string (an image a conversation carries) is written into its row a
+chunk at a time (``zeroblob``, then SQLite's incremental blob I/O), never whole in memory beside
+the string. ``value`` is the last column because SQLite builds a row in memory whole, zeroblob
+included, unless the zeroblob is the row's last field; every statement names its columns, so
+a database made with ``value`` second works the same (its large rows cost that copy).
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mitmrelay.core.body import LARGE_BODY, JsonBody, json_body
 from mitmrelay.core.bounds import Limits
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
     size INTEGER NOT NULL,
     stored REAL NOT NULL,
-    used REAL NOT NULL
+    used REAL NOT NULL,
+    value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_used ON entries (used);
 CREATE INDEX IF NOT EXISTS entries_stored ON entries (stored);
@@ -64,7 +71,9 @@ class SQLiteStore:
         return json.loads(row[0])
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        raw = json.dumps(value, separators=(",", ":"))
+        # Bytes, or a record holding a long string (an image) as parts written into the row a
+        # chunk at a time: never a second copy of the string (core/body.py).
+        raw = json_body(value, LARGE_BODY)
         if len(raw) > self.limits.max_bytes:
             self.evictions += 1
             return
@@ -72,10 +81,20 @@ class SQLiteStore:
 
         def write() -> None:
             self._delete([key])
-            self._db.execute(
-                "INSERT INTO entries (key, value, size, stored, used) VALUES (?, ?, ?, ?, ?)",
-                (key, raw, len(raw), now, now),
-            )
+            if isinstance(raw, JsonBody):
+                row = self._db.execute(
+                    "INSERT INTO entries (key, value, size, stored, used) "
+                    "VALUES (?, zeroblob(?), ?, ?, ?)",
+                    (key, len(raw), len(raw), now, now),
+                ).lastrowid
+                with self._db.blobopen("entries", "value", row) as blob:
+                    for chunk in raw.chunks():
+                        blob.write(chunk)
+            else:
+                self._db.execute(
+                    "INSERT INTO entries (key, value, size, stored, used) VALUES (?, ?, ?, ?, ?)",
+                    (key, raw, len(raw), now, now),
+                )
             self._add(1, len(raw))
             self._enforce(now)
 
