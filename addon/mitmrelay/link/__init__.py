@@ -19,7 +19,8 @@ Split by what changes together:
 
 Standard library and h11 only: mitmproxy's standalone builds cannot import httpx
 (docs/mitmproxy-notes.md §0), and h11 is one of mitmproxy's own dependencies (its HTTP/1
-layer parses with it). No mitmproxy import, so it runs and is tested on a bare event loop.
+layer parses with it; the h11 behaviours the link relies on: docs/mitmproxy-notes.md §14). No
+mitmproxy import, so it runs and is tested on a bare event loop.
 """
 
 from .call import COMMIT_GRACE_S, KEEPALIVE_GAP_S, MAX_ERROR_BODY, MAX_WHOLE_BODY, Phase

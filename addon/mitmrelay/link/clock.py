@@ -5,7 +5,7 @@ exact counts instead of sleeping.
 
 ``now()`` is monotonic seconds. On the loop it is ``loop.time()``, which asyncio's default loop
 takes from ``time.monotonic()``: the relay can compare link times with its own
-``time.monotonic()`` readings.
+``time.monotonic()`` readings (docs/mitmproxy-notes.md §14 item 6).
 """
 
 from __future__ import annotations

@@ -9,11 +9,13 @@ transport and h11 and hands what h11 yields to whoever reads the answer:
 1. ``send()`` writes one request and returns a future for the answer's head (status and
    headers; ``1xx`` heads are skipped, as h11 reports them apart).
 2. After the head, the body's pieces wait in h11's buffer until a ``BodySink`` is attached
-   (``read_body``): nothing is lost while the reader decides what to do with the answer.
+   (``read_body``): nothing is lost while the reader decides what to do with the answer
+   (h11 keeps what it was not asked for: docs/mitmproxy-notes.md §14 item 2).
 3. Then each piece goes straight from ``data_received`` through h11 and the content decoder to
    the sink, in the same callback: no task wakes up per upstream event.
 4. A body that ends cleanly (h11's ``EndOfMessage``) leaves the connection reusable unless the
-   upstream said ``connection: close`` or framed its body by closing; the pool takes it back.
+   upstream said ``connection: close`` or framed its body by closing; the pool takes it back
+   (reuse needs both sides done: docs/mitmproxy-notes.md §14 item 3).
    Anything else (a cut, malformed framing, a body nobody reads to its end) closes it.
 5. A large request body (``JsonBody``, core/body.py) is written a chunk at a time: the next
    chunk goes when the transport's buffer drains (``resume_writing``), so the body is never
@@ -113,7 +115,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._end_of_input()
-        return None  # close our side too
+        return None  # close our side too (docs/mitmproxy-notes.md §14 item 7)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -124,7 +126,8 @@ class UpstreamConnection(asyncio.Protocol):
     def _end_of_input(self) -> None:
         """The upstream sent its last byte: an answer framed by the connection's end completes
         (h11's read-until-close), whatever is buffered still reaches its reader, and a reader
-        left waiting for more fails with a cut."""
+        left waiting for more fails with a cut (end of input is ``receive_data(b"")``; a
+        body that stops short is a ``RemoteProtocolError``: docs/mitmproxy-notes.md §14 item 1)."""
         if self._eof:
             return
         self._eof = True
@@ -154,7 +157,9 @@ class UpstreamConnection(asyncio.Protocol):
             if body:
                 out += self.h11.send_with_data_passthrough(h11.Data(data=body))
             out += self.h11.send_with_data_passthrough(h11.EndOfMessage())
-        except h11.LocalProtocolError as e:  # a header h11 will not send: never guess
+        except h11.LocalProtocolError as e:
+            # A header h11 will not send, refused before anything was written
+            # (docs/mitmproxy-notes.md §14 item 4): never guess.
             self._head = None
             raise LinkFailure("protocol", f"the request could not be framed ({e})") from e
         # The body goes to the socket as it is: no copy of a 2 MB Chat body into one buffer.
@@ -218,7 +223,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._head = None
 
     def tunnelled(self, transport: asyncio.BaseTransport) -> None:
-        """After CONNECT and TLS: a new transport, and a fresh HTTP/1.1 exchange inside it."""
+        """After CONNECT and TLS: a new transport, and a fresh HTTP/1.1 exchange inside it
+        (h11 reads nothing more once the CONNECT succeeded: docs/mitmproxy-notes.md §14 item 5)."""
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.h11 = h11.Connection(h11.CLIENT)
