@@ -30,12 +30,11 @@ from core.test_upstream_errors import CASES as ERROR_CASES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.local_servers import free_port
-from support.mitm import MitmRelay
+from support.mitm import MitmRelay, with_introspection
 from support.raw_upstream import SSE_HEAD, RawUpstream, chunk, json_answer, recorded_stream
 
 pytestmark = pytest.mark.integration
 
-INTROSPECT = Path(__file__).resolve().parents[1] / "support" / "introspect.py"
 TERMINAL = ("response.completed", "response.failed", "response.incomplete")
 CALL_TIMEOUT_S = 30.0  # nothing may hang: a call that takes longer fails the test
 RELAY_TIMEOUT_S = 3  # relay_timeout for the silence cases
@@ -54,10 +53,8 @@ class Scripted:
 
 
 def relay_with_introspection(confdir: Path, upstream: str, **options: str) -> MitmRelay:
-    relay = MitmRelay(confdir, upstream, options={"relay_timeout": str(RELAY_TIMEOUT_S), **options})
-    at = relay.args.index("-s")
-    relay.args[at:at] = ["-s", str(INTROSPECT)]
-    return relay
+    options = {"relay_timeout": str(RELAY_TIMEOUT_S), **options}
+    return with_introspection(MitmRelay(confdir, upstream, options=options))
 
 
 @pytest.fixture(scope="module")

@@ -106,14 +106,23 @@ def test_concurrent_writers(make_store):
     assert store.get("w7-199") == {"n": 7, "i": 199}
 
 
-def test_a_record_holding_an_image_round_trips(make_store):
-    # Long enough that the SQLite store writes it into its row a chunk at a time (core/body.py).
+def test_a_record_holding_an_image_round_trips(make_store, request):
+    # Long enough that each store keeps the image string as its parts (core/body.py): SQLite
+    # writes it into its row a chunk at a time, Redis appends it to a staging key and renames
+    # that into place, memory keeps the string itself.
     image = "data:image/png;base64," + "QUJD" * (LONG_STRING // 2)
     value = {"input": [{"type": "message", "role": "user", "content": [{"image_url": image}]}]}
     store = make_store()
     store.put("resp_image", value)
+    store.put("resp_image", value)  # a second write replaces the first
     assert store.get("resp_image") == value
     assert store.stats()["entries"] == 1
+    assert store.stats()["bytes"] > len(image)
+    if make_store.backend == "redis":
+        import redis
+
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        assert client.keys("mitmrelay:staged:*") == []  # nothing left behind
 
 
 def test_a_database_made_with_the_value_column_second_still_works(tmp_path):

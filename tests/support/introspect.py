@@ -39,6 +39,8 @@ class Introspect:
             # The relay's per-flow table: "flights" since the routing rebuild ("exchanges" before).
             "exchanges": _first(_size(relay, "flights"), _size(relay, "exchanges")),
             "link_jobs": _size(relay, "link", "_jobs"),
+            # Conversation records handed to the state store and not yet written.
+            "pending_writes": _size(relay, "state", "_pending"),
         }
         flow.response = http.Response.make(
             200, json.dumps(state), {"content-type": "application/json"}

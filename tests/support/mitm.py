@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
 RELAY_SCRIPT = ROOT / "addon" / "relay.py"
+INTROSPECT = Path(__file__).resolve().parent / "introspect.py"
 LISTEN = re.compile(r"listening at \S+?:(\d+)")
 
 
@@ -119,3 +120,11 @@ class MitmRelay:
 
     def text(self) -> str:
         return "\n".join(self.log)
+
+
+def with_introspection(relay: MitmRelay) -> MitmRelay:
+    """``relay`` (not started yet) with support/introspect.py loaded before the relay:
+    ``GET /__introspect`` then tells what the process holds."""
+    at = relay.args.index("-s")
+    relay.args[at:at] = ["-s", str(INTROSPECT)]
+    return relay

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis as redis_client
 
+from mitmrelay.core.body import LARGE_BODY, JsonBody, json_body
 from mitmrelay.core.bounds import Limits
 
 from . import display_url
@@ -38,13 +39,19 @@ end
 """
 )
 
-# ARGV: key, value, size, now_ms, ttl_ms, max_entries, max_bytes
+# ARGV: key, value, size, now_ms, ttl_ms, max_entries, max_bytes, staged. With ``staged`` (a
+# key the value was appended to a chunk at a time) the value is that key's, renamed into place.
 _PUT = (
     _DROP
     + """
 local key, size, now, ttl = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 drop(key)
-redis.call('SET', p .. 'e:' .. key, ARGV[2], 'PX', ttl)
+if ARGV[8] ~= '' then
+  redis.call('RENAME', ARGV[8], p .. 'e:' .. key)
+  redis.call('PEXPIRE', p .. 'e:' .. key, ttl)
+else
+  redis.call('SET', p .. 'e:' .. key, ARGV[2], 'PX', ttl)
+end
 redis.call('HSET', p .. 'size', key, size)
 redis.call('HSET', p .. 'stored', key, now)
 redis.call('INCRBY', p .. 'bytes', size)
@@ -106,18 +113,29 @@ class RedisStore:
         return json.loads(raw) if raw else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        raw = json.dumps(value, separators=(",", ":"))
+        # A record holding a long string (an image) is appended to a staging key a chunk at
+        # a time and renamed into place: never a second copy of the string (core/body.py).
+        raw = json_body(value, LARGE_BODY)
         if len(raw) > self.limits.max_bytes:
             return
+        ttl_ms = int(self.limits.ttl_s * 1000)
+        staged = ""
+        if isinstance(raw, JsonBody):
+            staged = f"{PREFIX}staged:{key}"
+            self._redis.delete(staged)
+            for chunk in raw.chunks():
+                self._redis.append(staged, chunk)
+            self._redis.pexpire(staged, ttl_ms)  # a write cut short leaves nothing for good
         self._put(
             args=[
                 key,
-                raw,
+                b"" if staged else raw,
                 len(raw),
                 int(self._clock() * 1000),
-                int(self.limits.ttl_s * 1000),
+                ttl_ms,
                 self.limits.max_entries,
                 self.limits.max_bytes,
+                staged,
             ]
         )
 
