@@ -382,7 +382,7 @@ def test_upstream_proxy_mode_reaches_the_upstream_through_that_proxy(upstream, t
     with behind_corporate_proxy(tmp_path, upstream.url, corp={}) as (corp, relay):
         upstream.enqueue(text("via the proxy"))
         assert final_text(post_through_proxy(relay).content) == "via the proxy"
-        assert f"POST {upstream.url}/chat/completions" in corp.text()
+        assert corp.wait_for_text(f"POST {upstream.url}/chat/completions")
 
 
 def test_missing_upstream_fails_at_start(tmp_path):
@@ -650,7 +650,7 @@ def test_https_upstream_through_an_upstream_proxy_is_tunnelled(self_signed, tmp_
         up.enqueue(text("tunnelled"))
         assert final_text(post_through_proxy(relay).content) == "tunnelled"
         assert up.chat_requests()  # the upstream saw it, over TLS, through the tunnel
-        assert f"server connect 127.0.0.1:{up.port}" in corp.text()  # the tunnel
+        assert corp.wait_for_text(f"server connect 127.0.0.1:{up.port}")  # the tunnel
 
 
 def test_silent_upstream_is_given_up_after_relay_timeout(tmp_path):

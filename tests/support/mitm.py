@@ -121,6 +121,16 @@ class MitmRelay:
     def text(self) -> str:
         return "\n".join(self.log)
 
+    def wait_for_text(self, needle: str, timeout_s: float = 15.0) -> bool:
+        """Whether the log comes to hold ``needle``: mitmdump's lines reach the reader thread
+        some time after the client has its answer, later still on a loaded machine."""
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
 
 def with_introspection(relay: MitmRelay) -> MitmRelay:
     """``relay`` (not started yet) with support/introspect.py loaded before the relay:
