@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from support.local_servers import free_port
 from support.mitm import MitmRelay, with_introspection
 from support.raw_upstream import SSE_HEAD, RawUpstream, chunk, json_answer, recorded_stream
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -98,17 +99,6 @@ def call(relay: MitmRelay, body: dict[str, Any] | None = None) -> httpx.Response
 
 def introspect(relay: MitmRelay) -> dict[str, Any]:
     return httpx.get(f"{relay.url}/__introspect", timeout=10).json()
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(0.02)
 
 
 def assert_no_traceback(relay: MitmRelay) -> None:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import redis
 from support.local_servers import free_port, start_redis
 from support.manual_clock import ManualClock
 from support.mitm import MitmRelay
+from support.waiting import wait_until
 
 from mitmrelay.core.bounds import Limits
 from mitmrelay.state import open_async_store, open_store
@@ -71,17 +72,6 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, in
         os.kill(proc.pid, signal.SIGCONT)
         proc.kill()
     proc.wait(timeout=10)
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -185,11 +175,11 @@ def test_a_stopped_redis_costs_only_the_calls_that_wait(own_redis, tmp_path, cap
         def recovered() -> bool:
             return asyncio.run(outcome(store.get("resp_1"))) == {"v": 1}
 
-        wait_until(recovered, "the resumed Redis to answer")
+        wait_until(recovered, "the resumed Redis to answer", 20.0)
         assert not store.failing
         # (how many calls had failed depends on how many polls met the still-busy threads)
         assert sum("answers again" in m for m in warnings_of(caplog)) == 1
-        wait_until(lambda: store.in_flight == 0, "the abandoned calls to finish")
+        wait_until(lambda: store.in_flight == 0, "the abandoned calls to finish", 20.0)
     finally:
         store.close()
         healthy.close()
@@ -276,7 +266,7 @@ def test_a_locked_sqlite_file_costs_only_the_call_that_waits(tmp_path, caplog):
     def written() -> bool:
         return asyncio.run(outcome(store.put("resp_3", {"v": 3}))) is None
 
-    wait_until(written, "the unlocked file to take writes")
+    wait_until(written, "the unlocked file to take writes", 20.0)
     assert asyncio.run(store.get("resp_3")) == {"v": 3}
     assert not store.failing
     store.close()
