@@ -265,7 +265,7 @@ def number(options: Mapping[str, Any], name: str, what: str, *, zero_ok: bool = 
     at least 0. The relay's number options are declared as strings and parsed here:
     mitmproxy's own ``int`` parse fails while it loads the script, before any hook of ours
     runs, and the script is then never registered, so flows pass through unrelayed, the
-    client's key included (docs/mitmproxy-notes.md §4, §7). Raises ``ConfigError``."""
+    client's key included (docs/mitmproxy-notes.md §4, §7.3). Raises ``ConfigError``."""
     return _parsed(options, name, what, float, zero_ok)
 
 
@@ -298,7 +298,7 @@ def take_unusable(deferred: MutableMapping[str, Any], names: Sequence[str]) -> s
     mitmproxy parses them after the script's ``load``: ``--set relay_upstream`` without a
     value, or an option set twice, fails that parse, and the script is then never registered,
     so its hooks never run and every flow passes through unrelayed, the client's key included
-    (docs/mitmproxy-notes.md §4). Taken out here, the script loads and refuses to start."""
+    (docs/mitmproxy-notes.md §4, §7.3). Taken out here, the script loads and refuses to start."""
     problems = []
     for name in names:
         values = getattr(deferred.get(name), "val", None)

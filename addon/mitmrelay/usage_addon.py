@@ -22,7 +22,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions
 
-from .config import ConfigError, whole_number
+from .config import whole_number
 from .core.ledger import record_of
 from .core.outcome import ExchangeOutcome
 from .metrics import MetricsServer, RelayMetrics, StatusSource
@@ -155,13 +155,10 @@ class Usage:
 
 
 def _days(text: str) -> int:
-    """``relay_usage_days``; raises ``ValueError`` (one line)."""
-    try:
-        return whole_number(
-            {"relay_usage_days": text}, "relay_usage_days", "0 (no ledger) or more", zero_ok=True
-        )
-    except ConfigError as e:
-        raise ValueError(str(e)) from None
+    """``relay_usage_days``; raises ``ValueError`` (``ConfigError``, one line)."""
+    return whole_number(
+        {"relay_usage_days": text}, "relay_usage_days", "0 (no ledger) or more", zero_ok=True
+    )
 
 
 def _port(text: str) -> int | None:
