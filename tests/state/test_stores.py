@@ -125,6 +125,25 @@ def test_a_record_holding_an_image_round_trips(make_store, request):
         assert client.keys("mitmrelay:staged:*") == []  # nothing left behind
 
 
+def test_writing_a_record_that_holds_an_image_costs_no_copy_of_it(make_store):
+    # Each store keeps the image string as a part of the record's JSON (core/body.py): what
+    # Python allocates while writing stays a fraction of the image (json.dumps of the record
+    # alone made a copy of it and more). SQLite's own pages are not Python's: its share is
+    # measured through mitmdump (tests/addon/test_hostile_mitmdump.py).
+    import tracemalloc
+
+    image = "data:image/png;base64," + "QUJD" * (4 * 1024 * 1024)  # 16 MB
+    value = {"input": [{"type": "message", "role": "user", "content": [{"image_url": image}]}]}
+    store = make_store(Limits(max_bytes=256 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        store.put("resp_image", value)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(image) / 4, f"{make_store.backend}: {peak / len(image):.2f}x the image"
+
+
 def test_a_database_made_with_the_value_column_second_still_works(tmp_path):
     # The layout before ``value`` moved last: statements name their columns, so it reads and
     # writes the same (a large row then costs SQLite one copy in memory).
